@@ -33,7 +33,11 @@ fn models_dir() -> Option<PathBuf> {
 
 fn setup(test: &str) -> Option<(ModelStore, &'static Runtime)> {
     let Some(dir) = models_dir() else {
-        eprintln!(
+        // written to the real stderr (not eprintln!) so that the skip is visible
+        // even though the test harness captures the output of passing tests
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
             "SKIPPED {test}: SIGHTLINE_MODELS is unset and the `parity` feature is off. \
              Run `eval \"$(models/fetch.sh)\"` and rerun, or use `--features parity` to make missing models a failure."
         );

@@ -1,0 +1,120 @@
+//! One conformance suite for every [`Coord`] backend: `tests/conformance.rs` runs it against
+//! memory always and against Redis with the `integration` feature. Each check gets a fresh
+//! namespace (`ns`) so runs never collide.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::{Coord, FINAL_SCOPE};
+
+/// Idempotency markers are set, read and expire.
+pub async fn done_markers(c: &dyn Coord, ns: &str) {
+    let id = format!("{ns}-msg");
+    assert!(!c.is_done(&id).await.expect("is_done"));
+    c.mark_done(&id, Duration::from_millis(300)).await.expect("mark");
+    assert!(c.is_done(&id).await.expect("is_done"));
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    assert!(!c.is_done(&id).await.expect("is_done"), "marker expired");
+}
+
+/// Job progress: totals per collection, idempotent tallies, outcome changes, exactly one
+/// completer per collection and per job even under concurrency.
+pub async fn job_progress_and_fan_in(c: Arc<dyn Coord>, ns: &str) {
+    let job = format!("{ns}-job");
+    let totals: BTreeMap<String, u64> = [("a".to_owned(), 30), ("b".to_owned(), 20)].into();
+    assert!(c.job_start(&job, "ingest", &totals, 1234).await.expect("start"));
+    assert!(!c.job_start(&job, "ingest", &totals, 9999).await.expect("restart"), "second start is a no-op");
+
+    let tasks: Vec<_> = (0..50u64)
+        .map(|item| {
+            let (c, job) = (c.clone(), job.clone());
+            tokio::spawn(async move {
+                let coll = if item < 30 { "a" } else { "b" };
+                let outcome = if item % 10 == 0 { "failed" } else { "ok" };
+                let t = c.tally(&job, FINAL_SCOPE, item, coll, outcome).await.expect("tally");
+                // A repeat (redelivered message) changes nothing.
+                let again = c.tally(&job, FINAL_SCOPE, item, coll, outcome).await.expect("tally again");
+                assert!(!again.first);
+                (t.completed_collection(), t.completed_job())
+            })
+        })
+        .collect();
+    let (mut coll_done, mut job_done) = (0, 0);
+    for t in tasks {
+        let (cd, jd) = t.await.expect("join");
+        coll_done += usize::from(cd);
+        job_done += usize::from(jd);
+    }
+    assert_eq!(coll_done, 2, "exactly one completer per collection");
+    assert_eq!(job_done, 1, "exactly one completer for the job");
+
+    // A replayed failure that now succeeds moves between outcomes without recounting.
+    let t = c.tally(&job, FINAL_SCOPE, 0, "a", "ok").await.expect("tally");
+    assert!(!t.first && t.finished == 50);
+
+    let status = c.job_status(&job).await.expect("status").expect("known job");
+    assert_eq!(status.kind, "ingest");
+    assert_eq!(status.started_ms, 1234);
+    assert_eq!((status.total, status.finished), (50, 50));
+    assert!(status.is_complete());
+    assert_eq!(status.outcomes.get("failed"), Some(&4));
+    assert_eq!(status.outcomes.get("ok"), Some(&46));
+    assert_eq!(status.collections.get("a"), Some(&(30, 30)));
+    assert_eq!(status.collections.get("b"), Some(&(20, 20)));
+
+    // Scopes are independent: the cluster barrier counts separately from the final scope.
+    let t = c.tally(&job, "barrier", 3, "a", "ok").await.expect("tally");
+    assert!(t.first && t.finished == 1 && t.collection_total == 30);
+    assert!(c.job_status(&format!("{ns}-unknown")).await.expect("status").is_none());
+}
+
+/// Counters add atomically.
+pub async fn counters(c: Arc<dyn Coord>, ns: &str) {
+    let key = format!("{ns}-ctr");
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let (c, key) = (c.clone(), key.clone());
+            tokio::spawn(async move { c.counter_add(&key, 2).await.expect("add") })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("join");
+    }
+    assert_eq!(c.counter_add(&key, -1).await.expect("add"), 39);
+}
+
+/// Claims: the first caller wins; later callers learn the winner's value.
+pub async fn claims(c: Arc<dyn Coord>, ns: &str) {
+    let key = format!("{ns}-claim");
+    let tasks: Vec<_> = (0..10)
+        .map(|i| {
+            let (c, key) = (c.clone(), key.clone());
+            tokio::spawn(async move { (i, c.claim(&key, &format!("v{i}"), Duration::from_secs(30)).await.expect("claim")) })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    let mut seen = Vec::new();
+    for t in tasks {
+        match t.await.expect("join") {
+            (i, None) => winners.push(format!("v{i}")),
+            (_, Some(v)) => seen.push(v),
+        }
+    }
+    assert_eq!(winners.len(), 1, "one winner");
+    assert!(seen.iter().all(|v| *v == winners[0]), "losers see the winner's value");
+}
+
+/// Leases exclude other owners, renew for the holder, and expire.
+pub async fn leases(c: &dyn Coord, ns: &str) {
+    let name = format!("{ns}-lease");
+    let ttl = Duration::from_millis(400);
+    assert!(c.lease_acquire(&name, "a", ttl).await.expect("acquire"));
+    assert!(!c.lease_acquire(&name, "b", ttl).await.expect("acquire"), "held by a");
+    assert!(c.lease_acquire(&name, "a", ttl).await.expect("renew"), "holder renews");
+    assert!(!c.lease_release(&name, "b").await.expect("release"), "b cannot release a's lease");
+    assert!(c.lease_release(&name, "a").await.expect("release"));
+    assert!(c.lease_acquire(&name, "b", ttl).await.expect("acquire after release"));
+    tokio::time::sleep(Duration::from_millis(550)).await;
+    assert!(c.lease_acquire(&name, "a", ttl).await.expect("acquire after expiry"));
+}
