@@ -87,9 +87,9 @@ pub struct JobStatus {
 }
 
 impl JobStatus {
-    /// Whether every item left its route.
+    /// Whether every item left its route (a job with no items is complete at once).
     pub fn is_complete(&self) -> bool {
-        self.total > 0 && self.finished >= self.total
+        self.finished >= self.total
     }
 }
 

@@ -1,0 +1,150 @@
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use sightline_blob::{BlobError, BlobStore};
+use sightline_bus::BusError;
+use sightline_coord::{Coord, CoordError};
+use sightline_messages::{Body, Envelope, ImageTask, ItemOutcome, ItemRecord};
+use thiserror::Error;
+
+/// What a handler failed with. The runner retries [`StageError::Transient`] with backoff and
+/// dead-letters [`StageError::Permanent`] at once.
+#[derive(Debug, Error)]
+pub enum StageError {
+    /// May succeed later (a dependency is down or overloaded).
+    #[error("{0}")]
+    Transient(String),
+    /// Will fail the same way every time (bad input); the reason is shown to operators.
+    #[error("{0}")]
+    Permanent(String),
+}
+
+impl StageError {
+    /// A permanent error with `reason`.
+    pub fn permanent(reason: impl Into<String>) -> Self {
+        StageError::Permanent(reason.into())
+    }
+
+    /// A transient error with `reason`.
+    pub fn transient(reason: impl Into<String>) -> Self {
+        StageError::Transient(reason.into())
+    }
+}
+
+impl From<BlobError> for StageError {
+    fn from(e: BlobError) -> Self {
+        if e.is_transient() { StageError::Transient(e.to_string()) } else { StageError::Permanent(e.to_string()) }
+    }
+}
+
+impl From<CoordError> for StageError {
+    fn from(e: CoordError) -> Self {
+        if e.is_transient() { StageError::Transient(e.to_string()) } else { StageError::Permanent(e.to_string()) }
+    }
+}
+
+impl From<BusError> for StageError {
+    fn from(e: BusError) -> Self {
+        if e.is_transient() { StageError::Transient(e.to_string()) } else { StageError::Permanent(e.to_string()) }
+    }
+}
+
+/// A decoded message handed to a stage.
+#[derive(Debug, Clone)]
+pub struct Input {
+    /// The envelope as it arrived.
+    pub envelope: Envelope,
+    /// The decoded body.
+    pub body: Body,
+}
+
+/// What a handler wants done once it returns. The runner applies effects in order:
+/// every publish (with confirms) first, then every finish, then marks the message done.
+#[derive(Debug, Clone)]
+pub enum Effect {
+    /// Publish `body` to `stage`'s work queue, with an id derived from the input's.
+    Publish {
+        /// Destination stage.
+        stage: String,
+        /// The message body.
+        body: Body,
+    },
+    /// An image left its route: count it in the job's progress and store its record.
+    Finish(Box<ItemRecord>),
+}
+
+impl Effect {
+    /// Sends `task` to the next stage of its route, or finishes it (outcome `ok`) when the
+    /// route ends here. `stage` is the current stage's name.
+    pub fn forward(mut task: ImageTask, stage: &str) -> Effect {
+        match task.next_stage().map(str::to_owned) {
+            Some(next) => {
+                task.hop += 1;
+                Effect::Publish { stage: next, body: Body::Image(task) }
+            }
+            None => Effect::Finish(Box::new(record_for(&task, ItemOutcome::Ok, stage, None))),
+        }
+    }
+
+    /// Finishes `task` early with `outcome` (duplicate, filtered) and an optional reason.
+    pub fn leave(task: &ImageTask, outcome: ItemOutcome, stage: &str, reason: Option<String>) -> Effect {
+        Effect::Finish(Box::new(record_for(task, outcome, stage, reason)))
+    }
+}
+
+/// The record of an image task leaving its route at `stage`.
+pub fn record_for(task: &ImageTask, outcome: ItemOutcome, stage: &str, reason: Option<String>) -> ItemRecord {
+    ItemRecord {
+        job_id: task.job_id,
+        item: task.item,
+        collection: task.collection.clone(),
+        name: task.name.clone(),
+        outcome,
+        stage: stage.to_owned(),
+        key: Some(task.key.clone()),
+        format: Some(task.format.clone()),
+        width: Some(task.width),
+        height: Some(task.height),
+        reason,
+        annotations: task.annotations.clone(),
+    }
+}
+
+/// What a handler can reach: storage and coordination (publishing goes through [`Effect`]s).
+#[derive(Clone)]
+pub struct Ctx {
+    /// Blob storage.
+    pub blob: Arc<dyn BlobStore>,
+    /// Coordination.
+    pub coord: Arc<dyn Coord>,
+}
+
+impl Ctx {
+    /// Runs CPU-heavy or blocking work (decoding, hashing, inference) on the blocking pool,
+    /// never on the async runtime.
+    pub async fn blocking<T, F>(&self, f: F) -> Result<T, StageError>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        tokio::task::spawn_blocking(f)
+            .await
+            .map_err(|e| StageError::transient(format!("blocking task failed: {e}")))
+    }
+}
+
+/// One pipeline stage. Handlers must be idempotent: a message may be handled more than once
+/// (a worker died before acking), and must then have the same effects.
+#[async_trait]
+pub trait Stage: Send + Sync + 'static {
+    /// The stable stage name (queue names derive from it).
+    fn name(&self) -> &'static str;
+    /// Whether this stage handles messages of `kind`; others are dead-lettered as unknown.
+    fn accepts(&self, kind: &str) -> bool;
+    /// Handles one message.
+    async fn handle(&self, ctx: &Ctx, input: Input) -> Result<Vec<Effect>, StageError>;
+    /// Whether the stage can work (models loaded...). Checked before consuming and by `/readyz`.
+    async fn ready(&self) -> Result<(), String> {
+        Ok(())
+    }
+}
