@@ -82,6 +82,10 @@ pub struct RunnerSettings {
     /// Longest retry delay in milliseconds.
     #[arg(long, env = "RETRY_MAX_MS", default_value_t = 60_000)]
     pub retry_max_ms: u64,
+    /// Fault injection for tests: sleep this long before every handler (keeps messages
+    /// unacknowledged long enough to kill or stop a busy worker). Never set in production.
+    #[arg(long, env = "SIGHTLINE_CHAOS_DELAY_MS", default_value_t = 0, hide = true)]
+    pub chaos_delay_ms: u64,
 }
 
 impl Default for RunnerSettings {
@@ -94,6 +98,7 @@ impl Default for RunnerSettings {
             max_attempts: 5,
             retry_base_ms: 1000,
             retry_max_ms: 60_000,
+            chaos_delay_ms: 0,
         }
     }
 }

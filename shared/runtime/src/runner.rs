@@ -252,6 +252,9 @@ async fn handle_delivery(shared: &Shared, delivery: Delivery) -> Settled {
     }
 
     // 3. The handler, under a timeout.
+    if shared.settings.chaos_delay_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(shared.settings.chaos_delay_ms)).await;
+    }
     let input = Input { envelope: envelope.clone(), body: body.clone() };
     let outcome = tokio::time::timeout(shared.settings.handler_timeout(), shared.stage.handle(&shared.ctx, input)).await;
     let (error, timed_out) = match outcome {

@@ -1,0 +1,248 @@
+//! Component tests of the runner on the in-memory backends: the order of operations,
+//! retries, dead letters, idempotency and draining.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sightline_bus::Outgoing;
+use sightline_messages::{Body, Envelope, ImageTask, ItemOutcome, KIND_IMAGE, headers};
+use sightline_runtime::metrics::Metrics;
+use sightline_runtime::runner::Runner;
+use sightline_runtime::{Backends, Ctx, Effect, Input, RunnerSettings, Stage, StageError, records};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// A stage that fails according to the item number: 0 succeeds, 1 fails permanently,
+/// 2 fails transiently twice then succeeds, 3 always fails transiently, 4 sleeps past the
+/// timeout, 5 sleeps 300 ms then succeeds.
+struct Scripted {
+    calls: AtomicU32,
+    transient_left: AtomicU32,
+}
+
+#[async_trait]
+impl Stage for Scripted {
+    fn name(&self) -> &'static str {
+        "dedup"
+    }
+
+    fn accepts(&self, kind: &str) -> bool {
+        kind == KIND_IMAGE
+    }
+
+    async fn handle(&self, _ctx: &Ctx, input: Input) -> Result<Vec<Effect>, StageError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let Body::Image(task) = input.body else { return Err(StageError::permanent("not an image task")) };
+        match task.item {
+            1 => Err(StageError::permanent("corrupt jpeg file: broken")),
+            2 if self.transient_left.fetch_sub(1, Ordering::SeqCst) > 0 => Err(StageError::transient("s3 slow down")),
+            3 => Err(StageError::transient("redis down")),
+            4 => {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                Ok(vec![])
+            }
+            5 => {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                Ok(vec![Effect::forward(task, "dedup")])
+            }
+            _ => Ok(vec![Effect::forward(task, "dedup")]),
+        }
+    }
+}
+
+fn task(job: Uuid, item: u64) -> ImageTask {
+    ImageTask {
+        job_id: job,
+        item,
+        collection: "c".into(),
+        name: format!("img{item}.jpg"),
+        key: format!("images/sha256/{item:064x}"),
+        sha256: format!("{item:064x}"),
+        format: "jpeg".into(),
+        width: 1,
+        height: 1,
+        size: 1,
+        route: vec!["ingest".into(), "dedup".into()],
+        hop: 1,
+        annotations: Default::default(),
+    }
+}
+
+struct Harness {
+    backends: Backends,
+    stage: Arc<Scripted>,
+    shutdown: CancellationToken,
+    handle: tokio::task::JoinHandle<()>,
+    job: Uuid,
+    _dir: tempfile::TempDir,
+}
+
+async fn start(items: &[u64]) -> Harness {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let backends = Backends::embedded(dir.path()).expect("backends");
+    let job = Uuid::new_v4();
+    let totals = [("c".to_owned(), items.len() as u64)].into();
+    backends.coord.job_start(&job.to_string(), "test", &totals, 0).await.expect("job");
+    backends.bus.declare(&sightline_messages::STAGES).await.expect("declare");
+    let batch: Vec<Outgoing> = items
+        .iter()
+        .map(|&i| {
+            let mut env = Envelope::new(&Body::Image(task(job, i)), Uuid::new_v4(), job).expect("env");
+            env.meta.item = Some(i);
+            Outgoing { stage: "dedup".into(), envelope: env }
+        })
+        .collect();
+    backends.bus.publish(&batch).await.expect("publish");
+    let stage = Arc::new(Scripted { calls: AtomicU32::new(0), transient_left: AtomicU32::new(2) });
+    let settings = RunnerSettings {
+        handler_timeout_secs: 1,
+        drain_deadline_secs: 3,
+        max_attempts: 3,
+        retry_base_ms: 20,
+        retry_max_ms: 100,
+        ..RunnerSettings::default()
+    };
+    let shutdown = CancellationToken::new();
+    let runner = Runner::new(stage.clone(), backends.clone(), settings, Metrics::new());
+    let handle = tokio::spawn(runner.run(shutdown.clone()));
+    Harness { backends, stage, shutdown, handle, job, _dir: dir }
+}
+
+async fn wait_finished(h: &Harness, n: u64) -> sightline_coord::JobStatus {
+    for _ in 0..200 {
+        let s = h.backends.coord.job_status(&h.job.to_string()).await.expect("status").expect("job");
+        if s.finished >= n {
+            return s;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("job did not finish {n} items");
+}
+
+#[tokio::test]
+async fn success_finishes_the_item_with_a_record() {
+    let h = start(&[0]).await;
+    let s = wait_finished(&h, 1).await;
+    assert_eq!(s.outcomes.get("ok"), Some(&1));
+    let recs = records::read_records(h.backends.blob.as_ref(), h.job).await.expect("records");
+    assert_eq!(recs.len(), 1);
+    assert_eq!((recs[0].outcome, recs[0].stage.as_str()), (ItemOutcome::Ok, "dedup"));
+    h.shutdown.cancel();
+    h.handle.await.expect("runner");
+}
+
+#[tokio::test]
+async fn permanent_failure_is_dead_lettered_with_reason_and_recorded() {
+    let h = start(&[1]).await;
+    let s = wait_finished(&h, 1).await;
+    assert_eq!(s.outcomes.get("failed"), Some(&1));
+    let dead = h.backends.bus.dlq_list("dedup", 10).await.expect("dlq");
+    assert_eq!(dead.len(), 1);
+    let m = &dead[0].meta;
+    assert_eq!(m.header(headers::REASON), Some("corrupt jpeg file: broken"));
+    assert_eq!(m.header(headers::FAILURE_KIND), Some("permanent"));
+    assert_eq!(m.header(headers::FAILED_STAGE), Some("dedup"));
+    assert_eq!(m.header(headers::SOURCE), Some("img1.jpg"));
+    assert_eq!(h.stage.calls.load(Ordering::SeqCst), 1, "permanent errors are not retried");
+    let recs = records::read_records(h.backends.blob.as_ref(), h.job).await.expect("records");
+    assert_eq!(recs[0].reason.as_deref(), Some("corrupt jpeg file: broken"));
+    h.shutdown.cancel();
+    h.handle.await.expect("runner");
+}
+
+#[tokio::test]
+async fn transient_failures_retry_then_succeed() {
+    let h = start(&[2]).await;
+    let s = wait_finished(&h, 1).await;
+    assert_eq!(s.outcomes.get("ok"), Some(&1));
+    assert_eq!(h.stage.calls.load(Ordering::SeqCst), 3, "two failures, then success");
+    assert!(h.backends.bus.dlq_list("dedup", 10).await.expect("dlq").is_empty());
+    h.shutdown.cancel();
+    h.handle.await.expect("runner");
+}
+
+#[tokio::test]
+async fn exhausted_retries_and_timeouts_are_dead_lettered() {
+    let h = start(&[3, 4]).await;
+    let s = wait_finished(&h, 2).await;
+    assert_eq!(s.outcomes.get("failed"), Some(&2));
+    let dead = h.backends.bus.dlq_list("dedup", 10).await.expect("dlq");
+    let kind_of = |item| dead.iter().find(|e| e.meta.item == Some(item)).and_then(|e| e.meta.header(headers::FAILURE_KIND).map(str::to_owned));
+    assert_eq!(kind_of(3).as_deref(), Some("exhausted"));
+    assert_eq!(kind_of(4).as_deref(), Some("timeout"));
+    let reason = dead.iter().find(|e| e.meta.item == Some(3)).and_then(|e| e.meta.header(headers::REASON)).unwrap_or_default();
+    assert!(reason.contains("gave up after 3 attempts"), "{reason}");
+    h.shutdown.cancel();
+    h.handle.await.expect("runner");
+}
+
+#[tokio::test]
+async fn undecodable_and_unknown_kinds_are_dead_lettered() {
+    let h = start(&[]).await;
+    let job = h.job;
+    let mut junk = Envelope { meta: sightline_messages::Meta::new(Uuid::new_v4(), job, KIND_IMAGE, 1), body: b"\xc1\xc1".to_vec() };
+    junk.meta.item = Some(0);
+    let unknown = Envelope { meta: sightline_messages::Meta::new(Uuid::new_v4(), job, "video.task", 1), body: vec![] };
+    let batch = [junk, unknown].map(|envelope| Outgoing { stage: "dedup".into(), envelope });
+    h.backends.bus.publish(&batch).await.expect("publish");
+    let mut dead = Vec::new();
+    for _ in 0..100 {
+        dead = h.backends.bus.dlq_list("dedup", 10).await.expect("dlq");
+        if dead.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let reasons: Vec<_> = dead.iter().filter_map(|e| e.meta.header(headers::REASON)).collect();
+    assert!(reasons.iter().any(|r| r.starts_with("malformed \"image.task\" body")), "{reasons:?}");
+    assert!(reasons.iter().any(|r| *r == "unknown message kind \"video.task\""), "{reasons:?}");
+    assert!(dead.iter().all(|e| e.meta.header(headers::FAILURE_KIND) == Some("undecodable")));
+    assert_eq!(h.stage.calls.load(Ordering::SeqCst), 0, "the handler never saw them");
+    h.shutdown.cancel();
+    h.handle.await.expect("runner");
+}
+
+#[tokio::test]
+async fn a_repeated_message_id_is_skipped() {
+    let h = start(&[0]).await;
+    wait_finished(&h, 1).await;
+    // Publish the very same message again (a redelivery after a lost ack).
+    let env = {
+        let mut e = Envelope::new(&Body::Image(task(h.job, 0)), Uuid::from_u128(7), h.job).expect("env");
+        e.meta.item = Some(0);
+        e
+    };
+    let out = Outgoing { stage: "dedup".into(), envelope: env };
+    h.backends.bus.publish(std::slice::from_ref(&out)).await.expect("publish");
+    for _ in 0..100 {
+        if h.stage.calls.load(Ordering::SeqCst) == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await; // let it mark done and ack
+    h.backends.bus.publish(std::slice::from_ref(&out)).await.expect("publish again");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(h.stage.calls.load(Ordering::SeqCst), 2, "first delivery handled, the repeat skipped as done");
+    assert_eq!(h.backends.bus.depth("dedup").await.expect("depth").ready, 0, "the repeat was acked");
+    h.shutdown.cancel();
+    h.handle.await.expect("runner");
+}
+
+#[tokio::test]
+async fn shutdown_drains_in_flight_work() {
+    let h = start(&[5, 5, 5]).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(h.stage.calls.load(Ordering::SeqCst) >= 1, "work started");
+    let started = std::time::Instant::now();
+    h.shutdown.cancel();
+    h.handle.await.expect("runner");
+    assert!(started.elapsed() < Duration::from_secs(3), "drained within the deadline");
+    let s = h.backends.coord.job_status(&h.job.to_string()).await.expect("status").expect("job");
+    let calls = h.stage.calls.load(Ordering::SeqCst) as u64;
+    assert_eq!(s.finished, 1, "the in-flight item (same item id thrice) finished: {s:?} after {calls} calls");
+    let depth = h.backends.bus.depth("dedup").await.expect("depth");
+    assert_eq!(depth.ready + calls, 3, "nothing new was taken after shutdown, nothing lost");
+}
