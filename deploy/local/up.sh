@@ -39,7 +39,14 @@ for stage in $STAGES; do
 done
 
 # the same variables `eval "$(services.sh start)"` gives
-eval "$("$SCRIPT_DIR/services.sh" env)"
+# (a variable already set in the caller's environment wins, e.g. AMQP_URL naming a test vhost)
+while IFS= read -r line; do
+    name="${line#export }"
+    name="${name%%=*}"
+    if [[ -z "${!name:-}" ]]; then
+        eval "$line"
+    fi
+done < <("$SCRIPT_DIR/services.sh" env)
 if ! "$SCRIPT_DIR/services.sh" status >/dev/null 2>&1; then
     log "warning: not every service is up (deploy/local/services.sh status); start them with deploy/local/services.sh start"
 fi

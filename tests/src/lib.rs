@@ -1,1 +1,216 @@
-//! End-to-end tests
+//! Harness for the end-to-end tests: the real services (via `deploy/local/services.sh`), a
+//! RabbitMQ vhost of its own per test, worker binaries as processes, the `sightline` CLI.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Path of a workspace binary (built by `cargo build --bins` before the tests).
+pub fn bin(name: &str) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| repo().join("target"), PathBuf::from);
+    let path = target.join("debug").join(name);
+    assert!(path.exists(), "{} is missing: run `cargo build --workspace --bins` first", path.display());
+    path
+}
+
+fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The running services, with a RabbitMQ vhost private to one test (deleted on drop).
+pub struct Services {
+    env: HashMap<String, String>,
+    vhost: String,
+    /// Scratch space for this test (state dir for `up.sh`, inputs).
+    pub scratch: tempfile::TempDir,
+}
+
+impl Services {
+    /// Starts (or finds) the services and creates a fresh vhost.
+    pub fn start() -> Self {
+        let out = run_ok(Command::new(repo().join("deploy/local/services.sh")).arg("start"));
+        let mut env = HashMap::new();
+        for line in out.lines() {
+            if let Some((k, v)) = line.strip_prefix("export ").and_then(|l| l.split_once('=')) {
+                env.insert(k.to_owned(), v.trim_matches('\'').to_owned());
+            }
+        }
+        let vhost = format!("sl-e2e-{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+        run_ok(Command::new("rabbitmqctl").args(["-q", "add_vhost", &vhost]));
+        run_ok(Command::new("rabbitmqctl").args(["-q", "set_permissions", "-p", &vhost, "guest", ".*", ".*", ".*"]));
+        env.insert("AMQP_URL".into(), format!("amqp://guest:guest@127.0.0.1:5672/{vhost}"));
+        let scratch = tempfile::tempdir().expect("scratch dir");
+        env.insert("SIGHTLINE_STATE".into(), scratch.path().join("state").display().to_string());
+        Self { env, vhost, scratch }
+    }
+
+    /// A command with the services' environment.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.envs(&self.env).env_remove("RUST_LOG").current_dir(repo());
+        cmd
+    }
+
+    /// Runs the `sightline` CLI and returns its output (whatever the exit code).
+    pub fn sightline(&self, args: &[&str]) -> Output {
+        self.command(bin("sightline")).args(args).output().expect("run sightline")
+    }
+
+    /// Runs the `sightline` CLI, asserts success, parses stdout as JSON.
+    pub fn sightline_json(&self, args: &[&str]) -> serde_json::Value {
+        let out = self.sightline(args);
+        assert!(out.status.success(), "sightline {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("sightline {args:?}: not JSON ({e}):\n{}", String::from_utf8_lossy(&out.stdout)))
+    }
+
+    /// The status of `job` as JSON (`status` object), or `None` while unknown.
+    pub fn status(&self, job: &str) -> Option<serde_json::Value> {
+        let out = self.sightline(&["status", job, "--json"]);
+        out.status.success().then(|| serde_json::from_slice::<serde_json::Value>(&out.stdout).ok()).flatten().map(|v| v["status"].clone())
+    }
+
+    /// Waits until `job` has at least `n` finished items; returns the status.
+    pub fn wait_finished(&self, job: &str, n: u64, timeout: Duration) -> serde_json::Value {
+        let start = Instant::now();
+        loop {
+            if let Some(s) = self.status(job) {
+                if s["finished"].as_u64().unwrap_or(0) >= n {
+                    return s;
+                }
+            }
+            assert!(start.elapsed() < timeout, "job {job} did not reach {n} finished items in {timeout:?}: {:?}", self.status(job));
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Services {
+    fn drop(&mut self) {
+        let _ = Command::new("rabbitmqctl").args(["-q", "delete_vhost", &self.vhost]).output();
+    }
+}
+
+/// A free loopback port (bound then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+/// A plain HTTP GET on loopback; returns (status, body).
+pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    let status = buf.split_whitespace().nth(1)?.parse().ok()?;
+    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    Some((status, body))
+}
+
+/// A worker process started by a test.
+pub struct Worker {
+    child: Child,
+    /// Its admin address.
+    pub admin: SocketAddr,
+    /// Its log file.
+    pub log: PathBuf,
+}
+
+impl Worker {
+    /// Starts `sightline-<stage>` with the services' environment plus `extra`, and waits
+    /// until `/readyz` answers 200.
+    pub fn start(services: &Services, stage: &str, extra: &[(&str, &str)]) -> Self {
+        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        let log = services.scratch.path().join(format!("{stage}-{}.log", admin.port()));
+        let file = std::fs::File::create(&log).expect("log file");
+        let mut cmd = services.command(bin(&format!("sightline-{stage}")));
+        cmd.env("ADMIN_ADDR", admin.to_string()).env("RUST_LOG", "info").stdout(Stdio::null()).stderr(file);
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("spawn worker");
+        let mut worker = Self { child, admin, log };
+        worker.wait_ready(Duration::from_secs(60));
+        worker
+    }
+
+    fn wait_ready(&mut self, timeout: Duration) {
+        let start = Instant::now();
+        loop {
+            if let Some((200, _)) = http_get(self.admin, "/readyz") {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("worker exited early ({status}):\n{}", self.log_text());
+            }
+            assert!(start.elapsed() < timeout, "worker not ready in {timeout:?}:\n{}", self.log_text());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The worker's log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Its `/metrics` text.
+    pub fn metrics(&self) -> String {
+        http_get(self.admin, "/metrics").map(|(_, b)| b).unwrap_or_default()
+    }
+
+    /// Sends a signal (`TERM`, `KILL`).
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill").args([&format!("-{sig}"), &self.child.id().to_string()]).status().expect("kill").success();
+        assert!(ok, "kill -{sig} failed");
+    }
+
+    /// Waits for the process to exit, at most `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Copies every file of `from` (recursively) into `to`.
+pub fn copy_tree(from: &Path, to: &Path) {
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("entry");
+        let dest = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            std::fs::create_dir_all(&dest).expect("mkdir");
+            copy_tree(&entry.path(), &dest);
+        } else {
+            std::fs::copy(entry.path(), &dest).expect("copy");
+        }
+    }
+}
