@@ -77,7 +77,14 @@ fn a_job_flows_through_up_sh_workers_and_bad_images_are_dead_lettered() {
     assert!(up.status.success(), "up.sh failed:\n{}", String::from_utf8_lossy(&up.stderr));
 
     let result = std::panic::catch_unwind(|| {
-        let out = services.sightline_json(&["submit", dir.to_str().expect("utf8"), "--wait", "--json", "--timeout-secs", "180"]);
+        let out = services.sightline_json(&[
+            "submit",
+            dir.to_str().expect("utf8"),
+            "--wait",
+            "--json",
+            "--timeout-secs",
+            "180",
+        ]);
         let job = out["job"].as_str().expect("job").to_owned();
         assert_eq!(out["status"]["total"].as_u64(), Some((valid + bad) as u64));
 
@@ -159,7 +166,8 @@ fn a_killed_worker_loses_nothing_and_does_nothing_twice() {
     assert_eq!(done["outcomes"]["failed"].as_u64(), Some(bad as u64), "{done}");
     assert_each_item_once(&records(&services, &job), total);
     let letters = services.sightline_json(&["dlq", "list", "ingest", "--json"]);
-    let sources: BTreeSet<&str> = letters.as_array().expect("array").iter().filter_map(|l| l["source"].as_str()).collect();
+    let sources: BTreeSet<&str> =
+        letters.as_array().expect("array").iter().filter_map(|l| l["source"].as_str()).collect();
     assert_eq!(sources.len(), bad, "each bad file dead-lettered once in effect: {letters}");
     // The second worker picked up the messages the first held when it died.
     let metrics = second.metrics();
@@ -218,8 +226,12 @@ fn flaky_server(jpeg: Vec<u8>) -> (std::net::SocketAddr, std::sync::Arc<std::syn
                 line.clear();
             }
             let _ = if flag.load(Ordering::SeqCst) {
-                write!(stream, "HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", jpeg.len())
-                    .and_then(|()| stream.write_all(&jpeg))
+                write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    jpeg.len()
+                )
+                .and_then(|()| stream.write_all(&jpeg))
             } else {
                 write!(stream, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
             };
@@ -237,7 +249,15 @@ fn dead_letters_replayed_with_the_cli_complete() {
     let urls = services.scratch.path().join("urls.txt");
     std::fs::write(&urls, (0..3).map(|i| format!("http://{addr}/img{i}.jpg\n")).collect::<String>()).expect("url list");
     let out = services.sightline_json(&[
-        "submit", "--urls", urls.to_str().expect("utf8"), "--collection", "web", "--wait", "--json", "--timeout-secs", "60",
+        "submit",
+        "--urls",
+        urls.to_str().expect("utf8"),
+        "--collection",
+        "web",
+        "--wait",
+        "--json",
+        "--timeout-secs",
+        "60",
     ]);
     let job = out["job"].as_str().expect("job").to_owned();
     assert_eq!(out["status"]["outcomes"]["failed"].as_u64(), Some(3), "{out}");

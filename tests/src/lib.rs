@@ -83,19 +83,27 @@ impl Services {
     /// The status of `job` as JSON (`status` object), or `None` while unknown.
     pub fn status(&self, job: &str) -> Option<serde_json::Value> {
         let out = self.sightline(&["status", job, "--json"]);
-        out.status.success().then(|| serde_json::from_slice::<serde_json::Value>(&out.stdout).ok()).flatten().map(|v| v["status"].clone())
+        out.status
+            .success()
+            .then(|| serde_json::from_slice::<serde_json::Value>(&out.stdout).ok())
+            .flatten()
+            .map(|v| v["status"].clone())
     }
 
     /// Waits until `job` has at least `n` finished items; returns the status.
     pub fn wait_finished(&self, job: &str, n: u64, timeout: Duration) -> serde_json::Value {
         let start = Instant::now();
         loop {
-            if let Some(s) = self.status(job) {
-                if s["finished"].as_u64().unwrap_or(0) >= n {
-                    return s;
-                }
+            if let Some(s) = self.status(job)
+                && s["finished"].as_u64().unwrap_or(0) >= n
+            {
+                return s;
             }
-            assert!(start.elapsed() < timeout, "job {job} did not reach {n} finished items in {timeout:?}: {:?}", self.status(job));
+            assert!(
+                start.elapsed() < timeout,
+                "job {job} did not reach {n} finished items in {timeout:?}: {:?}",
+                self.status(job)
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
     }
@@ -177,7 +185,11 @@ impl Worker {
 
     /// Sends a signal (`TERM`, `KILL`).
     pub fn signal(&self, sig: &str) {
-        let ok = Command::new("kill").args([&format!("-{sig}"), &self.child.id().to_string()]).status().expect("kill").success();
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill")
+            .success();
         assert!(ok, "kill -{sig} failed");
     }
 

@@ -80,8 +80,10 @@ impl UrlFetcher {
             .map_err(|e| FetchError::Transient(format!("resolve {host}: {e}")))?
             .collect();
         let first = *addrs.first().ok_or_else(|| FetchError::Permanent(format!("{host} has no address")))?;
-        if !self.allow_private {
-            if let Some(bad) = addrs.iter().find(|a| is_forbidden(a.ip())) {
+        if !self.allow_private
+            && let Some(bad) = addrs.iter().find(|a| is_forbidden(a.ip()))
+        {
+            {
                 return Err(FetchError::Refused(format!(
                     "{host} resolves to {} (loopback, private or link-local); set INGEST_ALLOW_PRIVATE_URLS=true to allow",
                     bad.ip()
@@ -109,7 +111,8 @@ impl UrlFetcher {
                 .user_agent("sightline-ingest/0.1")
                 .build()
                 .map_err(|e| FetchError::Transient(format!("http client: {e}")))?;
-            let resp = client.get(url.clone()).send().await.map_err(|e| FetchError::Transient(format!("{url}: {e}")))?;
+            let resp =
+                client.get(url.clone()).send().await.map_err(|e| FetchError::Transient(format!("{url}: {e}")))?;
             let status = resp.status();
             if status.is_redirection() {
                 let location = resp
@@ -127,7 +130,11 @@ impl UrlFetcher {
                 return Err(FetchError::Permanent(format!("{url}: HTTP {status}")));
             }
             if resp.content_length().is_some_and(|n| n > self.max_bytes) {
-                return Err(FetchError::Permanent(format!("file too large: {} bytes, limit {}", resp.content_length().unwrap_or(0), self.max_bytes)));
+                return Err(FetchError::Permanent(format!(
+                    "file too large: {} bytes, limit {}",
+                    resp.content_length().unwrap_or(0),
+                    self.max_bytes
+                )));
             }
             let mut body = BytesMut::new();
             let mut stream = resp.bytes_stream();
@@ -150,7 +157,19 @@ mod tests {
 
     #[test]
     fn private_ranges_are_forbidden() {
-        for ip in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "0.0.0.0", "::1", "fe80::1", "fd00::1", "::ffff:127.0.0.1", "100.64.0.1"] {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "::1",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:127.0.0.1",
+            "100.64.0.1",
+        ] {
             assert!(is_forbidden(ip.parse().expect("ip")), "{ip} allowed");
         }
         for ip in ["8.8.8.8", "1.1.1.1", "2606:4700::1111"] {

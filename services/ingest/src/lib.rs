@@ -10,9 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use bytes::Bytes;
 use sightline_imaging::Limits;
-use sightline_messages::{
-    Body, ImageTask, IngestItem, JobSpec, KIND_INGEST_ITEM, KIND_JOB, Location, STAGES, Source,
-};
+use sightline_messages::{Body, ImageTask, IngestItem, JobSpec, KIND_INGEST_ITEM, KIND_JOB, Location, STAGES, Source};
 use sightline_runtime::{Ctx, Effect, Input, Stage, StageError};
 use tracing::info;
 
@@ -131,10 +129,9 @@ impl Ingest {
                     })
                     .collect()
             }
-            Source::Urls { urls, collection } => urls
-                .iter()
-                .map(|u| (collection.clone(), u.clone(), Location::Url { url: u.clone() }))
-                .collect(),
+            Source::Urls { urls, collection } => {
+                urls.iter().map(|u| (collection.clone(), u.clone(), Location::Url { url: u.clone() })).collect()
+            }
         };
         items.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
         let mut totals: BTreeMap<String, u64> = BTreeMap::new();
@@ -164,17 +161,27 @@ impl Ingest {
     async fn ingest(&self, ctx: &Ctx, item: &IngestItem) -> Result<Vec<Effect>, StageError> {
         let bytes: Bytes = match &item.location {
             Location::Blob { key } => {
-                if let Some(meta) = ctx.blob.head(key).await? {
-                    if meta.size > self.config.limits.max_bytes {
+                if let Some(meta) = ctx.blob.head(key).await?
+                    && meta.size > self.config.limits.max_bytes
+                {
+                    {
                         return Err(StageError::permanent(
-                            sightline_imaging::ImageError::TooLarge { size: meta.size, limit: self.config.limits.max_bytes }.to_string(),
+                            sightline_imaging::ImageError::TooLarge {
+                                size: meta.size,
+                                limit: self.config.limits.max_bytes,
+                            }
+                            .to_string(),
                         ));
                     }
                 }
                 ctx.blob.get(key).await?
             }
             Location::Url { url } => self.fetcher.fetch(url).await.map_err(|e| {
-                if e.is_transient() { StageError::transient(e.to_string()) } else { StageError::permanent(e.to_string()) }
+                if e.is_transient() {
+                    StageError::transient(e.to_string())
+                } else {
+                    StageError::permanent(e.to_string())
+                }
             })?,
         };
         let limits = self.config.limits;

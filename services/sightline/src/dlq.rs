@@ -113,7 +113,8 @@ pub async fn run(common: &CommonArgs, command: DlqCommand) -> anyhow::Result<i32
                 Ok(b) => serde_json::to_value(format!("{b:?}")).unwrap_or_default(),
                 Err(err) => serde_json::Value::String(format!("<undecodable: {err}>")),
             };
-            let generic: serde_json::Value = sightline_messages::from_msgpack(&e.body).unwrap_or(serde_json::Value::Null);
+            let generic: serde_json::Value =
+                sightline_messages::from_msgpack(&e.body).unwrap_or(serde_json::Value::Null);
             let out = serde_json::json!({
                 "summary": summary(&e),
                 "failure": describe_failure(&e),
@@ -147,7 +148,10 @@ pub async fn run(common: &CommonArgs, command: DlqCommand) -> anyhow::Result<i32
             for stage in STAGES {
                 let d = bus.depth(stage).await?;
                 if !json {
-                    println!("{stage:<8} ready {:>7}  retrying {:>5}  dead {:>5}  consumers {:>3}", d.ready, d.retrying, d.dead, d.consumers);
+                    println!(
+                        "{stage:<8} ready {:>7}  retrying {:>5}  dead {:>5}  consumers {:>3}",
+                        d.ready, d.retrying, d.dead, d.consumers
+                    );
                 }
                 all.insert(stage.to_owned(), serde_json::to_value(d)?);
             }

@@ -121,7 +121,11 @@ fn stage_for(name: &str) -> anyhow::Result<Arc<dyn Stage>> {
     }
 }
 
-async fn wait_with_bar(coord: &dyn sightline_coord::Coord, job: Uuid, timeout: Option<Duration>) -> anyhow::Result<Option<JobStatus>> {
+async fn wait_with_bar(
+    coord: &dyn sightline_coord::Coord,
+    job: Uuid,
+    timeout: Option<Duration>,
+) -> anyhow::Result<Option<JobStatus>> {
     let bar = progress(0, "processing");
     let status = wait_for_job(
         coord,
@@ -176,7 +180,9 @@ fn write_outputs(out: &Path, records: &[ItemRecord]) -> anyhow::Result<()> {
     std::fs::write(out.join("records.json"), serde_json::to_vec_pretty(records)?)?;
     let mut csv = String::from("item,collection,file,outcome,stage,format,width,height,key,reason\n");
     for r in records {
-        let field = |s: &str| if s.contains([',', '"', '\n']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_owned() };
+        let field = |s: &str| {
+            if s.contains([',', '"', '\n']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_owned() }
+        };
         csv.push_str(&format!(
             "{},{},{},{},{},{},{},{},{},{}\n",
             r.item,
@@ -256,7 +262,10 @@ pub async fn status(common: &CommonArgs, job: Uuid, json: bool) -> anyhow::Resul
         bail!("no job {job} (unknown, not started yet, or expired)");
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "complete": status.is_complete(), "status": status }))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "complete": status.is_complete(), "status": status }))?
+        );
     } else {
         println!("{}", output::status_line(&status));
         for (c, (done, total)) in &status.collections {

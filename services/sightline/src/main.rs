@@ -120,7 +120,12 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                 (_, Some(p), _) => jobs::SubmitSource::Prefix(p),
                 (_, _, Some(f)) => {
                     let text = std::fs::read_to_string(&f).with_context(|| format!("read url list {}", f.display()))?;
-                    let urls = text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(str::to_owned).collect();
+                    let urls = text
+                        .lines()
+                        .map(str::trim)
+                        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                        .map(str::to_owned)
+                        .collect();
                     jobs::SubmitSource::Urls(urls, collection)
                 }
                 _ => anyhow::bail!("give a folder, --s3-prefix or --urls"),

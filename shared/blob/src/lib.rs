@@ -100,7 +100,11 @@ pub fn validate_key(key: &str) -> Result<(), BlobError> {
         || key.chars().any(char::is_control)
         || key.len() > 1024;
     if bad {
-        return Err(BlobError::Refused { op: "validate", key: key.to_owned(), detail: "invalid object key".to_owned() });
+        return Err(BlobError::Refused {
+            op: "validate",
+            key: key.to_owned(),
+            detail: "invalid object key".to_owned(),
+        });
     }
     Ok(())
 }

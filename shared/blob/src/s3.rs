@@ -52,9 +52,11 @@ where
     SdkError<E, R>: std::error::Error,
 {
     match &err {
-        SdkError::ConstructionFailure(_) => {
-            BlobError::Refused { op, key: key.to_owned(), detail: format!("{}", aws_sdk_s3::error::DisplayErrorContext(&err)) }
-        }
+        SdkError::ConstructionFailure(_) => BlobError::Refused {
+            op,
+            key: key.to_owned(),
+            detail: format!("{}", aws_sdk_s3::error::DisplayErrorContext(&err)),
+        },
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
             BlobError::Unavailable(format!("{op} {key}: {}", aws_sdk_s3::error::DisplayErrorContext(&err)))
         }
@@ -94,8 +96,8 @@ impl HasStatus for aws_sdk_s3::config::http::HttpResponse {
 impl S3Store {
     /// Connects (lazily) to the bucket described by `config`.
     pub async fn new(config: &S3Config) -> Result<Self, BlobError> {
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(Region::new(config.region.clone()));
+        let mut loader =
+            aws_config::defaults(aws_config::BehaviorVersion::latest()).region(Region::new(config.region.clone()));
         if let Some((key, secret)) = &config.credentials {
             loader = loader.credentials_provider(Credentials::new(key, secret, None, None, "sightline-static"));
         }
@@ -160,14 +162,9 @@ impl BlobStore for S3Store {
 
     async fn get(&self, key: &str) -> Result<Bytes, BlobError> {
         validate_key(key)?;
-        let out = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(|e| if http_status(&e) == Some(404) { BlobError::NotFound(key.to_owned()) } else { classify("get", key, e) })?;
+        let out = self.client.get_object().bucket(&self.bucket).key(key).send().await.map_err(|e| {
+            if http_status(&e) == Some(404) { BlobError::NotFound(key.to_owned()) } else { classify("get", key, e) }
+        })?;
         let data = out.body.collect().await.map_err(|e| BlobError::Unavailable(format!("read {key}: {e}")))?;
         Ok(data.into_bytes())
     }

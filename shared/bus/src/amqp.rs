@@ -7,9 +7,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::StreamExt;
 use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicGetOptions, BasicNackOptions,
-    BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
-    QueueBindOptions, QueueDeclareOptions, QueuePurgeOptions,
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions,
+    BasicQosOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+    QueuePurgeOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
@@ -18,9 +18,7 @@ use tokio::sync::Mutex;
 use tracing::{debug, info, warn};
 use uuid::Uuid;
 
-use crate::topology::{
-    DEAD_LETTER_EXCHANGE, DELIVERY_LIMIT, EXCHANGE, dead_letter_queue, retry_queue, work_queue,
-};
+use crate::topology::{DEAD_LETTER_EXCHANGE, DELIVERY_LIMIT, EXCHANGE, dead_letter_queue, retry_queue, work_queue};
 use crate::{Acker, Bus, BusError, Consumer, Delivery, Outgoing, QueueDepth, prepare_replay};
 
 /// How to reach RabbitMQ.
@@ -84,8 +82,7 @@ impl AmqpBus {
             }
             warn!("amqp connection lost, reconnecting");
         }
-        let props = ConnectionProperties::default()
-            .with_connection_name(self.config.connection_name.clone().into());
+        let props = ConnectionProperties::default().with_connection_name(self.config.connection_name.clone().into());
         let connection = Connection::connect(&self.config.url, props).await.map_err(unavailable)?;
         let publisher = connection.create_channel().await.map_err(unavailable)?;
         publisher.confirm_select(ConfirmSelectOptions::default()).await.map_err(unavailable)?;
@@ -162,9 +159,15 @@ async fn declare_on(ch: &Channel, stages: &[String], delivery_limit: i64) -> Res
         args.insert("x-dead-letter-routing-key".into(), AMQPValue::LongString(stage.as_str().into()));
         args.insert("x-delivery-limit".into(), AMQPValue::LongLongInt(delivery_limit));
         ch.queue_declare(work.as_str().into(), qopts, args).await.map_err(refused("queue.declare"))?;
-        ch.queue_bind(work.as_str().into(), EXCHANGE.into(), stage.as_str().into(), QueueBindOptions::default(), FieldTable::default())
-            .await
-            .map_err(refused("queue.bind"))?;
+        ch.queue_bind(
+            work.as_str().into(),
+            EXCHANGE.into(),
+            stage.as_str().into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(refused("queue.bind"))?;
 
         // Retry: classic queue, per-message expiry, then dead-lettered through the default
         // exchange straight onto the work queue.
@@ -178,9 +181,15 @@ async fn declare_on(ch: &Channel, stages: &[String], delivery_limit: i64) -> Res
         let mut args = FieldTable::default();
         args.insert("x-queue-type".into(), AMQPValue::LongString("classic".into()));
         ch.queue_declare(dlq.as_str().into(), qopts, args).await.map_err(refused("queue.declare"))?;
-        ch.queue_bind(dlq.as_str().into(), DEAD_LETTER_EXCHANGE.into(), stage.as_str().into(), QueueBindOptions::default(), FieldTable::default())
-            .await
-            .map_err(refused("queue.bind"))?;
+        ch.queue_bind(
+            dlq.as_str().into(),
+            DEAD_LETTER_EXCHANGE.into(),
+            stage.as_str().into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(refused("queue.bind"))?;
     }
     Ok(())
 }
@@ -199,10 +208,8 @@ async fn publish_on(
         if let Some(delay) = expiration {
             props = props.with_expiration(delay.as_millis().max(1).to_string().into());
         }
-        let confirm = ch
-            .basic_publish(exchange.into(), routing_key.into(), opts, &env.body, props)
-            .await
-            .map_err(unavailable)?;
+        let confirm =
+            ch.basic_publish(exchange.into(), routing_key.into(), opts, &env.body, props).await.map_err(unavailable)?;
         confirms.push(confirm);
     }
     for confirm in confirms {
@@ -274,8 +281,7 @@ fn as_u64(v: &AMQPValue) -> Option<u64> {
 /// missing message id is derived from the body, so the message can still be dead-lettered.
 pub(crate) fn from_properties(props: &BasicProperties, body: &[u8]) -> Meta {
     let parse_uuid = |s: &Option<ShortString>| s.as_ref().and_then(|s| Uuid::parse_str(s.as_str()).ok());
-    let message_id = parse_uuid(props.message_id())
-        .unwrap_or_else(|| Uuid::new_v5(&Uuid::NAMESPACE_OID, body));
+    let message_id = parse_uuid(props.message_id()).unwrap_or_else(|| Uuid::new_v5(&Uuid::NAMESPACE_OID, body));
     let correlation_id = parse_uuid(props.correlation_id()).unwrap_or(Uuid::nil());
     let kind = props.kind().as_ref().map(|k| k.as_str().to_owned()).unwrap_or_default();
     let mut meta = Meta {
@@ -292,7 +298,9 @@ pub(crate) fn from_properties(props: &BasicProperties, body: &[u8]) -> Meta {
     let Some(table) = props.headers() else { return meta };
     for (key, value) in table.inner() {
         match key.as_str() {
-            headers::SCHEMA_VERSION => meta.schema_version = as_u64(value).and_then(|v| u16::try_from(v).ok()).unwrap_or(0),
+            headers::SCHEMA_VERSION => {
+                meta.schema_version = as_u64(value).and_then(|v| u16::try_from(v).ok()).unwrap_or(0)
+            }
             headers::ATTEMPT => meta.attempt = as_u64(value).and_then(|v| u32::try_from(v).ok()).unwrap_or(0),
             headers::ITEM => meta.item = as_u64(value),
             headers::TRACEPARENT => meta.traceparent = as_string(value),
@@ -310,8 +318,11 @@ pub(crate) fn from_properties(props: &BasicProperties, body: &[u8]) -> Meta {
             }
         }
     }
-    if let Some(reason) = meta.extra.remove("x-death-reason") {
-        if !meta.extra.contains_key(headers::REASON) && reason == "delivery_limit" {
+    if let Some(reason) = meta.extra.remove("x-death-reason")
+        && !meta.extra.contains_key(headers::REASON)
+        && reason == "delivery_limit"
+    {
+        {
             meta.extra.insert(headers::FAILURE_KIND.to_owned(), "delivery_limit".to_owned());
             meta.extra.insert(
                 headers::REASON.to_owned(),
@@ -339,11 +350,7 @@ impl Acker for AmqpAcker {
     }
 
     async fn requeue(&self) -> Result<(), BusError> {
-        self.acker
-            .nack(BasicNackOptions { requeue: true, ..Default::default() })
-            .await
-            .map(|_| ())
-            .map_err(unavailable)
+        self.acker.nack(BasicNackOptions { requeue: true, ..Default::default() }).await.map(|_| ()).map_err(unavailable)
     }
 }
 
@@ -373,10 +380,7 @@ impl Consumer for AmqpConsumer {
             return Ok(());
         }
         self.cancelled = true;
-        self.channel
-            .basic_cancel(self.inner.tag(), BasicCancelOptions::default())
-            .await
-            .map_err(unavailable)
+        self.channel.basic_cancel(self.inner.tag(), BasicCancelOptions::default()).await.map_err(unavailable)
     }
 }
 
@@ -410,7 +414,11 @@ impl Bus for AmqpBus {
         let mut result = Ok(());
         for out in batch {
             let props = to_properties(&out.envelope.meta);
-            match live.publisher.basic_publish(EXCHANGE.into(), out.stage.as_str().into(), opts, &out.envelope.body, props).await {
+            match live
+                .publisher
+                .basic_publish(EXCHANGE.into(), out.stage.as_str().into(), opts, &out.envelope.body, props)
+                .await
+            {
                 Ok(c) => confirms.push((out.stage.as_str(), c)),
                 Err(e) => {
                     result = Err(unavailable(e));
@@ -447,7 +455,12 @@ impl Bus for AmqpBus {
         let channel = self.channel().await?;
         channel.basic_qos(prefetch, BasicQosOptions::default()).await.map_err(unavailable)?;
         let inner = channel
-            .basic_consume(work_queue(stage).as_str().into(), "".into(), BasicConsumeOptions::default(), FieldTable::default())
+            .basic_consume(
+                work_queue(stage).as_str().into(),
+                "".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
             .await
             .map_err(refused("basic.consume"))?;
         debug!(stage, prefetch, "consuming");

@@ -170,7 +170,11 @@ mod tests {
         for attempt in 0..10 {
             let d = backoff(attempt, base, max);
             let ceiling = (base * 2u32.pow(attempt)).min(max);
-            assert!(d >= ceiling / 2 && d <= ceiling, "attempt {attempt}: {d:?} outside [{:?}, {ceiling:?}]", ceiling / 2);
+            assert!(
+                d >= ceiling / 2 && d <= ceiling,
+                "attempt {attempt}: {d:?} outside [{:?}, {ceiling:?}]",
+                ceiling / 2
+            );
         }
         assert!(backoff(40, base, max) <= max);
     }

@@ -38,10 +38,7 @@ impl Shared {
     fn push(&self, queue: &str, envelope: Envelope, deliveries: u32) -> Result<(), BusError> {
         {
             let mut state = self.state.lock();
-            let q = state
-                .queues
-                .get_mut(queue)
-                .ok_or_else(|| BusError::Unroutable(queue.to_owned()))?;
+            let q = state.queues.get_mut(queue).ok_or_else(|| BusError::Unroutable(queue.to_owned()))?;
             q.ready.push_back((envelope, deliveries));
         }
         self.changed.notify_waiters();
@@ -287,10 +284,8 @@ impl Bus for MemoryBus {
         let taken: Vec<Envelope> = {
             let mut state = self.shared.state.lock();
             let Some(q) = state.queues.get_mut(&dead_letter_queue(stage)) else { return Ok(0) };
-            let (take, keep): (Vec<_>, Vec<_>) = q
-                .ready
-                .drain(..)
-                .partition(|(e, _)| only.is_none_or(|ids| ids.contains(&e.meta.message_id)));
+            let (take, keep): (Vec<_>, Vec<_>) =
+                q.ready.drain(..).partition(|(e, _)| only.is_none_or(|ids| ids.contains(&e.meta.message_id)));
             q.ready = keep.into();
             take.into_iter().map(|(e, _)| e).collect()
         };

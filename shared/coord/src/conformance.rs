@@ -90,7 +90,9 @@ pub async fn claims(c: Arc<dyn Coord>, ns: &str) {
     let tasks: Vec<_> = (0..10)
         .map(|i| {
             let (c, key) = (c.clone(), key.clone());
-            tokio::spawn(async move { (i, c.claim(&key, &format!("v{i}"), Duration::from_secs(30)).await.expect("claim")) })
+            tokio::spawn(
+                async move { (i, c.claim(&key, &format!("v{i}"), Duration::from_secs(30)).await.expect("claim")) },
+            )
         })
         .collect();
     let mut winners = Vec::new();

@@ -102,10 +102,23 @@ pub trait Coord: Send + Sync {
     async fn mark_done(&self, id: &str, ttl: Duration) -> Result<(), CoordError>;
     /// Registers a job's item counts per collection. Returns `false` (and changes nothing) if
     /// the job was registered before.
-    async fn job_start(&self, job: &str, kind: &str, totals: &BTreeMap<String, u64>, now_ms: u64) -> Result<bool, CoordError>;
+    async fn job_start(
+        &self,
+        job: &str,
+        kind: &str,
+        totals: &BTreeMap<String, u64>,
+        now_ms: u64,
+    ) -> Result<bool, CoordError>;
     /// Records, atomically and idempotently, that `item` of `collection` finished in `scope`
     /// with `outcome`. A repeated call for the same item only updates its outcome.
-    async fn tally(&self, job: &str, scope: &str, item: u64, collection: &str, outcome: &str) -> Result<Tally, CoordError>;
+    async fn tally(
+        &self,
+        job: &str,
+        scope: &str,
+        item: u64,
+        collection: &str,
+        outcome: &str,
+    ) -> Result<Tally, CoordError>;
     /// The job's status in [`FINAL_SCOPE`], or `None` if unknown.
     async fn job_status(&self, job: &str) -> Result<Option<JobStatus>, CoordError>;
     /// Adds `delta` to a counter and returns the new value.

@@ -49,7 +49,13 @@ impl Coord for MemoryCoord {
         Ok(())
     }
 
-    async fn job_start(&self, job: &str, kind: &str, totals: &BTreeMap<String, u64>, now_ms: u64) -> Result<bool, CoordError> {
+    async fn job_start(
+        &self,
+        job: &str,
+        kind: &str,
+        totals: &BTreeMap<String, u64>,
+        now_ms: u64,
+    ) -> Result<bool, CoordError> {
         let mut state = self.state.lock();
         if state.jobs.contains_key(job) {
             return Ok(false);
@@ -61,7 +67,14 @@ impl Coord for MemoryCoord {
         Ok(true)
     }
 
-    async fn tally(&self, job: &str, scope: &str, item: u64, collection: &str, outcome: &str) -> Result<Tally, CoordError> {
+    async fn tally(
+        &self,
+        job: &str,
+        scope: &str,
+        item: u64,
+        collection: &str,
+        outcome: &str,
+    ) -> Result<Tally, CoordError> {
         let mut state = self.state.lock();
         let j = state.jobs.entry(job.to_owned()).or_default();
         let total = j.totals.values().sum();

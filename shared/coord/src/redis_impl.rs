@@ -105,7 +105,13 @@ impl Coord for RedisCoord {
         c.pset_ex::<_, _, ()>(format!("{}:done:{id}", self.prefix), 1, ms(ttl)).await.map_err(unavailable)
     }
 
-    async fn job_start(&self, job: &str, kind: &str, totals: &BTreeMap<String, u64>, now_ms: u64) -> Result<bool, CoordError> {
+    async fn job_start(
+        &self,
+        job: &str,
+        kind: &str,
+        totals: &BTreeMap<String, u64>,
+        now_ms: u64,
+    ) -> Result<bool, CoordError> {
         let mut c = self.conn.clone();
         let script = redis::Script::new(JOB_START);
         let mut inv = script.key(self.job_key(job));
@@ -117,7 +123,14 @@ impl Coord for RedisCoord {
         Ok(created == 1)
     }
 
-    async fn tally(&self, job: &str, scope: &str, item: u64, collection: &str, outcome: &str) -> Result<Tally, CoordError> {
+    async fn tally(
+        &self,
+        job: &str,
+        scope: &str,
+        item: u64,
+        collection: &str,
+        outcome: &str,
+    ) -> Result<Tally, CoordError> {
         let mut c = self.conn.clone();
         let scope_key = self.scope_key(job, scope);
         let (first, finished, total, cf, ct): (i64, u64, u64, u64, u64) = redis::Script::new(TALLY)

@@ -2,6 +2,8 @@
 //! name), size and pixel-count limits checked from the header before any pixel is decoded
 //! (decompression bombs), and corrupt or truncated files rejected with a readable reason.
 
+pub mod phash;
+
 use std::io::Cursor;
 
 use image::{DynamicImage, ImageFormat, ImageReader};
@@ -89,7 +91,9 @@ fn format_name(f: ImageFormat) -> String {
     match f {
         ImageFormat::Jpeg => "jpeg".to_owned(),
         ImageFormat::Pnm => "pnm".to_owned(),
-        other => other.extensions_str().first().map_or_else(|| format!("{other:?}").to_lowercase(), |e| (*e).to_owned()),
+        other => {
+            other.extensions_str().first().map_or_else(|| format!("{other:?}").to_lowercase(), |e| (*e).to_owned())
+        }
     }
 }
 
@@ -112,7 +116,8 @@ fn sniff(bytes: &[u8], name_hint: Option<&str>) -> Result<ImageFormat, ImageErro
                 (None, true) => ImageError::NotAnImage("the file is text".to_owned()),
                 (Some(c), false) => ImageError::Corrupt {
                     format: c,
-                    detail: "the name says so but the bytes carry no known image signature (corrupt or not an image)".to_owned(),
+                    detail: "the name says so but the bytes carry no known image signature (corrupt or not an image)"
+                        .to_owned(),
                 },
                 (None, false) => ImageError::NotAnImage(format!(
                     "unsupported or unrecognised format (first bytes {})",
@@ -164,7 +169,11 @@ fn classify(format: &str, e: image::ImageError) -> ImageError {
         other => {
             let detail = other.to_string();
             let lower = detail.to_lowercase();
-            if lower.contains("eof") || lower.contains("end of file") || lower.contains("truncat") || lower.contains("unexpected end") {
+            if lower.contains("eof")
+                || lower.contains("end of file")
+                || lower.contains("truncat")
+                || lower.contains("unexpected end")
+            {
                 ImageError::Truncated { format: format.to_owned(), detail }
             } else {
                 ImageError::Corrupt { format: format.to_owned(), detail }
@@ -192,7 +201,10 @@ fn check_jpeg_complete(bytes: &[u8]) -> Result<(), ImageError> {
     if tail.windows(2).any(|w| w == [0xFF, 0xD9]) {
         Ok(())
     } else {
-        Err(ImageError::Truncated { format: "jpeg".into(), detail: "no end-of-image marker (FFD9) at the end of the file".into() })
+        Err(ImageError::Truncated {
+            format: "jpeg".into(),
+            detail: "no end-of-image marker (FFD9) at the end of the file".into(),
+        })
     }
 }
 

@@ -73,11 +73,7 @@ impl Body {
             return Err(DecodeError::UnknownKind { kind: kind.to_owned() });
         }
         if version > SUPPORTED || version == 0 {
-            return Err(DecodeError::UnsupportedVersion {
-                kind: kind.to_owned(),
-                version,
-                supported: SUPPORTED,
-            });
+            return Err(DecodeError::UnsupportedVersion { kind: kind.to_owned(), version, supported: SUPPORTED });
         }
         let malformed = |source| DecodeError::Malformed { kind: kind.to_owned(), source };
         Ok(match kind {

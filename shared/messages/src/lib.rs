@@ -11,17 +11,15 @@ mod body;
 mod meta;
 
 pub use body::{
-    Body, ImageTask, IngestItem, JobSpec, Location, Source, ItemOutcome, ItemRecord, KIND_IMAGE,
-    KIND_INGEST_ITEM, KIND_JOB, from_msgpack, to_msgpack,
+    Body, ImageTask, IngestItem, ItemOutcome, ItemRecord, JobSpec, KIND_IMAGE, KIND_INGEST_ITEM, KIND_JOB, Location,
+    Source, from_msgpack, to_msgpack,
 };
 pub use meta::{Meta, headers};
 
 use thiserror::Error;
 
 /// The stable names of every pipeline stage, in their canonical order.
-pub const STAGES: [&str; 8] = [
-    "ingest", "dedup", "detect", "ocr", "face", "embed", "cluster", "index",
-];
+pub const STAGES: [&str; 8] = ["ingest", "dedup", "detect", "ocr", "face", "embed", "cluster", "index"];
 
 /// A message as it travels: metadata plus an encoded body.
 #[derive(Debug, Clone, PartialEq)]

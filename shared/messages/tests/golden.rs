@@ -89,8 +89,8 @@ fn every_kind_matches_its_golden_bytes() {
         if update {
             std::fs::write(&path, &bytes).expect("write fixture");
         }
-        let golden = std::fs::read(&path)
-            .unwrap_or_else(|e| panic!("read {}: {e} (run with UPDATE_GOLDEN=1)", path.display()));
+        let golden =
+            std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e} (run with UPDATE_GOLDEN=1)", path.display()));
         assert_eq!(bytes, golden, "wire bytes of {name} changed");
         let decoded = Body::decode(body.kind(), 1, &golden).expect("decode golden");
         assert_eq!(decoded, body, "golden {name} decodes to the example");
@@ -100,11 +100,7 @@ fn every_kind_matches_its_golden_bytes() {
 #[test]
 fn every_known_kind_has_a_fixture() {
     let kinds: std::collections::BTreeSet<_> = examples().iter().map(|(_, b)| b.kind()).collect();
-    let expected = [
-        sightline_messages::KIND_JOB,
-        sightline_messages::KIND_INGEST_ITEM,
-        sightline_messages::KIND_IMAGE,
-    ];
+    let expected = [sightline_messages::KIND_JOB, sightline_messages::KIND_INGEST_ITEM, sightline_messages::KIND_IMAGE];
     for kind in expected {
         assert!(kinds.contains(kind), "no golden fixture for {kind}");
     }

@@ -41,7 +41,11 @@ impl Pipeline {
     }
 
     /// Waits until `job` is complete, calling `progress` on every change.
-    pub async fn wait(&self, job: Uuid, progress: impl FnMut(&JobStatus)) -> Result<Option<JobStatus>, sightline_coord::CoordError> {
+    pub async fn wait(
+        &self,
+        job: Uuid,
+        progress: impl FnMut(&JobStatus),
+    ) -> Result<Option<JobStatus>, sightline_coord::CoordError> {
         wait_for_job(self.backends.coord.as_ref(), job, progress, None).await
     }
 

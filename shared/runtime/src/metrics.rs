@@ -65,7 +65,11 @@ impl Default for Metrics {
         let messages = Family::<OutcomeLabels, Counter>::default();
         registry.register("sightline_messages", "Messages settled by stage and outcome", messages.clone());
         let handler_duration: HistogramFamily = Family::new_with_constructor(latency_histogram);
-        registry.register("sightline_handler_duration_seconds", "Handler wall time in seconds", handler_duration.clone());
+        registry.register(
+            "sightline_handler_duration_seconds",
+            "Handler wall time in seconds",
+            handler_duration.clone(),
+        );
         let retries = Family::<StageLabels, Counter>::default();
         registry.register("sightline_retries", "Retries scheduled", retries.clone());
         let dead_letters = Family::<DeadLetterLabels, Counter>::default();

@@ -256,7 +256,8 @@ async fn handle_delivery(shared: &Shared, delivery: Delivery) -> Settled {
         tokio::time::sleep(Duration::from_millis(shared.settings.chaos_delay_ms)).await;
     }
     let input = Input { envelope: envelope.clone(), body: body.clone() };
-    let outcome = tokio::time::timeout(shared.settings.handler_timeout(), shared.stage.handle(&shared.ctx, input)).await;
+    let outcome =
+        tokio::time::timeout(shared.settings.handler_timeout(), shared.stage.handle(&shared.ctx, input)).await;
     let (error, timed_out) = match outcome {
         Ok(Ok(effects)) => {
             // 4. Effects, then done marker, then ack.
@@ -270,7 +271,9 @@ async fn handle_delivery(shared: &Shared, delivery: Delivery) -> Settled {
             return Settled::Ok;
         }
         Ok(Err(e)) => (e, false),
-        Err(_) => (StageError::transient(format!("handler timed out after {}s", shared.settings.handler_timeout_secs)), true),
+        Err(_) => {
+            (StageError::transient(format!("handler timed out after {}s", shared.settings.handler_timeout_secs)), true)
+        }
     };
 
     // 5. Failures: retry transient ones, dead-letter the rest.
@@ -321,9 +324,7 @@ async fn apply(shared: &Shared, input: &Envelope, effects: &[Effect]) -> Result<
     let mut outgoing = Vec::new();
     for (index, effect) in effects.iter().enumerate() {
         if let Effect::Publish { stage, body } = effect {
-            let mut envelope = input
-                .child(body, index as u64)
-                .map_err(|e| StageError::permanent(e.to_string()))?;
+            let mut envelope = input.child(body, index as u64).map_err(|e| StageError::permanent(e.to_string()))?;
             if let Some(name) = body.source_name() {
                 envelope.meta.extra.insert(headers::SOURCE.to_owned(), truncate(name, 1000));
             }
@@ -390,11 +391,11 @@ async fn dead_letter(shared: &Shared, delivery: &Delivery, body: Option<&Body>, 
         return requeue(delivery, &format!("dead-letter: {e}")).await;
     }
     warn!(stage = shared.name, kind, reason = %reason, "dead-lettered");
-    if let Some(record) = body.and_then(|b| failure_record(b, shared.name, reason)) {
-        if let Err(e) = finish(shared, &record).await {
-            // The dead letter is safe in its queue; progress catches up if it is replayed.
-            error!(error = %e, "record failed item");
-        }
+    if let Some(record) = body.and_then(|b| failure_record(b, shared.name, reason))
+        && let Err(e) = finish(shared, &record).await
+    {
+        // The dead letter is safe in its queue; progress catches up if it is replayed.
+        error!(error = %e, "record failed item");
     }
     shared.metrics.dead_lettered(shared.name, kind);
     ack(delivery).await;

@@ -61,6 +61,7 @@ pub struct Input {
 /// What a handler wants done once it returns. The runner applies effects in order:
 /// every publish (with confirms) first, then every finish, then marks the message done.
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)] // effects are short-lived and few per message
 pub enum Effect {
     /// Publish `body` to `stage`'s work queue, with an id derived from the input's.
     Publish {
@@ -127,9 +128,7 @@ impl Ctx {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        tokio::task::spawn_blocking(f)
-            .await
-            .map_err(|e| StageError::transient(format!("blocking task failed: {e}")))
+        tokio::task::spawn_blocking(f).await.map_err(|e| StageError::transient(format!("blocking task failed: {e}")))
     }
 }
 
