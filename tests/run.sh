@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The test command: starts the local services (RabbitMQ, Redis, SeaweedFS S3), fetches the
+# models, builds every binary, then runs every tier: unit, golden/contract, conformance on
+# memory and real backends, component, parity with the reference runtime, end-to-end with
+# worker processes, and the Kubernetes/RabbitMQ manifest validation.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n== %s\n' "$*" >&2; }
+
+step "services"
+eval "$(deploy/local/services.sh start)"
+step "models"
+eval "$(models/fetch.sh)"
+
+# Every integration feature: a refused connection fails these tests instead of skipping them.
+FEATURES="sightline-bus/integration,sightline-blob/integration,sightline-coord/integration"
+FEATURES+=",sightline-tests/integration,sightline-inference/parity"
+if grep -q '^integration' services/dedup/Cargo.toml 2>/dev/null; then
+    FEATURES+=",sightline-dedup/integration"
+fi
+export SIGHTLINE_TEST_FEATURES="$FEATURES"
+
+step "build"
+cargo build --workspace --bins
+step "tests"
+cargo test --workspace --features "$FEATURES"
+
+if [[ -x tests/k8s/validate.sh ]]; then
+    step "manifests"
+    tests/k8s/validate.sh
+fi
