@@ -61,10 +61,8 @@ pub async fn content_addressing(store: &dyn BlobStore, _prefix: &str) {
 
 /// Listing returns exactly the keys under the prefix, sorted, and nothing from a sibling prefix.
 pub async fn list_by_prefix(store: &dyn BlobStore, prefix: &str) {
-    let mut expected: Vec<String> = (0..1100u32)
-        .filter(|i| i.is_multiple_of(100) || *i >= 1090)
-        .map(|i| format!("{prefix}/list/{i:04}"))
-        .collect();
+    let mut expected: Vec<String> =
+        (0..1100u32).filter(|i| i.is_multiple_of(100) || *i >= 1090).map(|i| format!("{prefix}/list/{i:04}")).collect();
     for key in expected.iter().rev() {
         store.put(key, Bytes::from_static(b"x")).await.expect("put");
     }

@@ -6,22 +6,16 @@
 //!   eval "$(models/fetch.sh)"
 //!   cargo run -p sightline-inference --example latency [RUNS]
 
-use std::path::Path;
 use std::time::Instant;
 
-use ndarray::ArrayD;
-use sightline_inference::npy::read_npy_u8;
-use sightline_inference::preprocess::{Normalize, normalize_u8};
+use sightline_inference::verify::{Fixture, default_fixtures_dir};
 use sightline_inference::{ModelStore, PoolConfig, Runtime};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let runs: usize = std::env::args()
-        .nth(1)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(20);
+    let runs: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(20).max(1);
     let store = ModelStore::from_env()?;
     let runtime = Runtime::init_from_env(store.root())?;
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/models");
+    let fixtures = default_fixtures_dir();
     println!(
         "sightline-inference (ort 2.0.0-rc.15, ONNX Runtime {}), 1 session, 1 intra-op thread, median / p90 of {runs} runs",
         store.manifest().onnxruntime.version
@@ -29,42 +23,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("| model | input | ms (median / p90) |\n| --- | --- | --- |");
     for m in &store.manifest().model {
         let pool = store.pool(runtime, &m.name, PoolConfig::default())?;
-        let d: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
-            fixtures.join(format!("{}.json", m.name)),
-        )?)?;
-        let mut feeds: Vec<(String, ArrayD<f32>)> = Vec::new();
-        for spec in d["inputs"].as_array().ok_or("inputs")? {
-            let q = read_npy_u8(fixtures.join(spec["u8_file"].as_str().ok_or("u8_file")?))?;
-            let v = |k: &str| -> Vec<f32> {
-                spec[k]
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|x| x.as_f64())
-                            .map(|x| x as f32)
-                            .collect()
-                    })
-                    .unwrap_or_default()
-            };
-            let three = |x: Vec<f32>| {
-                if x.len() == 1 {
-                    [x[0]; 3]
-                } else {
-                    [x[0], x[1], x[2]]
-                }
-            };
-            let norm = Normalize {
-                divisor: spec["divisor"].as_f64().unwrap_or(1.0) as f32,
-                mean: three(v("mean")),
-                std: three(v("std")),
-            };
-            let axis = spec["channel_axis"].as_u64().ok_or("channel_axis")? as usize;
-            feeds.push((
-                spec["name"].as_str().ok_or("name")?.to_string(),
-                normalize_u8(q.view(), axis, &norm)?,
-            ));
-        }
-        let shape = feeds[0].1.shape().to_vec();
+        let fixture = Fixture::load(&fixtures, m)?;
+        let feeds = fixture.feeds();
+        let shape = feeds.first().map(|(_, t)| t.shape().to_vec()).unwrap_or_default();
         for _ in 0..3 {
             pool.run_blocking(feeds.clone())?;
         }

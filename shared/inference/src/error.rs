@@ -32,26 +32,15 @@ pub enum InferenceError {
     UnknownModel(String),
 
     /// A model file is not where the manifest says.
-    #[error(
-        "model {name}: {path} is missing. Run models/fetch.sh (it downloads into $SIGHTLINE_MODELS, now {root})"
-    )]
-    ModelMissing {
-        name: String,
-        path: PathBuf,
-        root: PathBuf,
-    },
+    #[error("model {name}: {path} is missing. Run models/fetch.sh (it downloads into $SIGHTLINE_MODELS, now {root})")]
+    ModelMissing { name: String, path: PathBuf, root: PathBuf },
 
     /// A model file's SHA-256 differs from the manifest.
     #[error(
         "model {name}: {path} has SHA-256 {actual}, models/manifest.toml pins {expected}. \
          Rerun models/fetch.sh (it re-extracts and verifies); if the manifest changed, the fixtures must be regenerated too"
     )]
-    ChecksumMismatch {
-        name: String,
-        path: PathBuf,
-        expected: String,
-        actual: String,
-    },
+    ChecksumMismatch { name: String, path: PathBuf, expected: String, actual: String },
 
     /// An I/O error on a file.
     #[error("{path}: {source}")]
@@ -84,10 +73,7 @@ pub enum InferenceError {
 
 impl InferenceError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Self::Io {
-            path: path.into(),
-            source,
-        }
+        Self::Io { path: path.into(), source }
     }
 }
 

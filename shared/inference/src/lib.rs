@@ -22,6 +22,9 @@
 //!
 //! Get the models and the library with `models/fetch.sh`; it prints the
 //! `SIGHTLINE_MODELS` and `ORT_DYLIB_PATH` exports.
+//!
+//! [`verify`] checks every model against the Python onnxruntime reference
+//! outputs in `tests/fixtures/models` ([`verify_all`], [`ModelReport`]).
 
 pub mod error;
 pub mod manifest;
@@ -30,9 +33,11 @@ pub mod pool;
 pub mod preprocess;
 pub mod runtime;
 pub mod store;
+pub mod verify;
 
 pub use error::{InferenceError, Result};
 pub use manifest::{Dim, Manifest, ModelSpec, PreprocessingSpec, TensorSpec};
 pub use pool::{Optimization, Outputs, PoolConfig, SessionPool};
 pub use runtime::{DYLIB_ENV, Runtime};
 pub use store::{MODELS_ENV, ModelStore, default_models_dir, models_dir_from_env, sha256_file};
+pub use verify::{FIXTURES_ENV, ModelReport, default_fixtures_dir, verify_all, verify_model};

@@ -150,10 +150,8 @@ pub struct ModelSpec {
 impl Manifest {
     /// Parses manifest text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Self> {
-        let m: Manifest = toml::from_str(text).map_err(|e| InferenceError::Manifest {
-            path: origin.to_string(),
-            reason: e.to_string(),
-        })?;
+        let m: Manifest = toml::from_str(text)
+            .map_err(|e| InferenceError::Manifest { path: origin.to_string(), reason: e.to_string() })?;
         m.validate(origin)?;
         Ok(m)
     }
@@ -172,52 +170,26 @@ impl Manifest {
 
     /// The model called `name`.
     pub fn model(&self, name: &str) -> Result<&ModelSpec> {
-        self.model
-            .iter()
-            .find(|m| m.name == name)
-            .ok_or_else(|| InferenceError::UnknownModel(name.to_string()))
+        self.model.iter().find(|m| m.name == name).ok_or_else(|| InferenceError::UnknownModel(name.to_string()))
     }
 
     /// The asset called `name`.
     pub fn asset(&self, name: &str) -> Result<&AssetSpec> {
-        self.asset
-            .iter()
-            .find(|a| a.name == name)
-            .ok_or_else(|| InferenceError::UnknownModel(name.to_string()))
+        self.asset.iter().find(|a| a.name == name).ok_or_else(|| InferenceError::UnknownModel(name.to_string()))
     }
 
     fn validate(&self, origin: &str) -> Result<()> {
-        let bad = |reason: String| InferenceError::Manifest {
-            path: origin.to_string(),
-            reason,
-        };
+        let bad = |reason: String| InferenceError::Manifest { path: origin.to_string(), reason };
         if self.schema != 1 {
-            return Err(bad(format!(
-                "schema {} is not supported (expected 1)",
-                self.schema
-            )));
+            return Err(bad(format!("schema {} is not supported (expected 1)", self.schema)));
         }
         let mut names = std::collections::HashSet::new();
         let shas = std::iter::once(("onnxruntime", self.onnxruntime.sha256.as_str()))
-            .chain(
-                self.asset
-                    .iter()
-                    .map(|a| (a.name.as_str(), a.sha256.as_str())),
-            )
-            .chain(
-                self.model
-                    .iter()
-                    .map(|m| (m.name.as_str(), m.sha256.as_str())),
-            );
+            .chain(self.asset.iter().map(|a| (a.name.as_str(), a.sha256.as_str())))
+            .chain(self.model.iter().map(|m| (m.name.as_str(), m.sha256.as_str())));
         for (name, sha) in shas {
-            if sha.len() != 64
-                || !sha
-                    .bytes()
-                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-            {
-                return Err(bad(format!(
-                    "{name}: sha256 {sha:?} is not 64 lowercase hex digits"
-                )));
+            if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
+                return Err(bad(format!("{name}: sha256 {sha:?} is not 64 lowercase hex digits")));
             }
             if !names.insert(name) {
                 return Err(bad(format!("duplicate name {name:?}")));
@@ -225,10 +197,7 @@ impl Manifest {
         }
         for m in &self.model {
             if m.inputs.is_empty() || m.outputs.is_empty() {
-                return Err(bad(format!(
-                    "{}: needs at least one input and one output",
-                    m.name
-                )));
+                return Err(bad(format!("{}: needs at least one input and one output", m.name)));
             }
             let p = &m.preprocessing;
             let channels = if p.channel_order == "GRAY" { 1 } else { 3 };
@@ -236,10 +205,7 @@ impl Manifest {
                 return Err(bad(format!("{}: mean/std need {channels} values", m.name)));
             }
             if !["RGB", "BGR", "GRAY"].contains(&p.channel_order.as_str()) {
-                return Err(bad(format!(
-                    "{}: channel_order {:?}",
-                    m.name, p.channel_order
-                )));
+                return Err(bad(format!("{}: channel_order {:?}", m.name, p.channel_order)));
             }
             if !["NCHW", "NHWC", "NWHC"].contains(&p.layout.as_str()) {
                 return Err(bad(format!("{}: layout {:?}", m.name, p.layout)));
@@ -279,26 +245,15 @@ mod tests {
         assert_eq!(m.onnxruntime.version, "1.31.1");
         assert!(m.model("nope").is_err());
         let det = m.model("face-detect").expect("face-detect");
-        assert_eq!(
-            det.inputs[0].shape,
-            vec![
-                Dim::Fixed(1),
-                Dim::Fixed(3),
-                Dim::Fixed(240),
-                Dim::Fixed(320)
-            ]
-        );
+        assert_eq!(det.inputs[0].shape, vec![Dim::Fixed(1), Dim::Fixed(3), Dim::Fixed(240), Dim::Fixed(320)]);
         let ocr = m.model("ocr-det").expect("ocr-det");
         assert_eq!(ocr.inputs[0].shape[0], Dim::Symbolic("N".into()));
     }
 
     #[test]
     fn bad_sha_is_rejected() {
-        let text = EMBEDDED_MANIFEST.replacen(
-            "fc44112fbe06d7d689c57e11d3862031f64711007e4ee020f8eed5185fd2c1d3",
-            "xyz",
-            1,
-        );
+        let text =
+            EMBEDDED_MANIFEST.replacen("fc44112fbe06d7d689c57e11d3862031f64711007e4ee020f8eed5185fd2c1d3", "xyz", 1);
         let err = Manifest::parse(&text, "test").expect_err("must fail");
         assert!(err.to_string().contains("onnxruntime"), "{err}");
     }

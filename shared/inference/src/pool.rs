@@ -55,11 +55,7 @@ pub struct PoolConfig {
 
 impl Default for PoolConfig {
     fn default() -> Self {
-        Self {
-            sessions: 1,
-            intra_threads: 1,
-            optimization: Optimization::All,
-        }
+        Self { sessions: 1, intra_threads: 1, optimization: Optimization::All }
     }
 }
 
@@ -146,10 +142,7 @@ impl std::fmt::Debug for SessionPool {
 }
 
 fn ort_err(model: &str) -> impl Fn(String) -> InferenceError + '_ {
-    move |message| InferenceError::Ort {
-        model: model.to_string(),
-        message,
-    }
+    move |message| InferenceError::Ort { model: model.to_string(), message }
 }
 
 impl SessionPool {
@@ -173,16 +166,8 @@ impl SessionPool {
             sessions.push(session);
         }
         let first = sessions.first().ok_or_else(|| err("no session".into()))?;
-        let inputs = first
-            .inputs()
-            .iter()
-            .map(|o| o.name().to_string())
-            .collect();
-        let outputs = first
-            .outputs()
-            .iter()
-            .map(|o| o.name().to_string())
-            .collect();
+        let inputs = first.inputs().iter().map(|o| o.name().to_string()).collect();
+        let outputs = first.outputs().iter().map(|o| o.name().to_string()).collect();
         let mut metadata = HashMap::new();
         if let Ok(meta) = first.metadata()
             && let Ok(keys) = meta.custom_keys()
@@ -198,10 +183,7 @@ impl SessionPool {
             inner: Arc::new(PoolInner {
                 model: model.to_string(),
                 path: path.to_path_buf(),
-                slots: Slots {
-                    free: Mutex::new(sessions),
-                    available: Condvar::new(),
-                },
+                slots: Slots { free: Mutex::new(sessions), available: Condvar::new() },
                 permits: Arc::new(Semaphore::new(n)),
                 size: n,
                 inputs,
@@ -249,66 +231,40 @@ impl SessionPool {
         let permit = Arc::clone(&self.inner.permits)
             .acquire_owned()
             .await
-            .map_err(|e| InferenceError::Task {
-                model: self.inner.model.clone(),
-                message: e.to_string(),
-            })?;
+            .map_err(|e| InferenceError::Task { model: self.inner.model.clone(), message: e.to_string() })?;
         let inner = Arc::clone(&self.inner);
         let handle = tokio::task::spawn_blocking(move || {
             let _permit = permit;
             inner.run(inputs)
         });
-        handle.await.map_err(|e| InferenceError::Task {
-            model: self.inner.model.clone(),
-            message: e.to_string(),
-        })?
+        handle.await.map_err(|e| InferenceError::Task { model: self.inner.model.clone(), message: e.to_string() })?
     }
 }
 
 impl PoolInner {
     fn run(&self, inputs: Vec<(String, ArrayD<f32>)>) -> Result<Outputs> {
-        let bad_input = |message: String| InferenceError::Input {
-            model: self.model.clone(),
-            message,
-        };
+        let bad_input = |message: String| InferenceError::Input { model: self.model.clone(), message };
         if inputs.len() != self.inputs.len() {
-            return Err(bad_input(format!(
-                "expected inputs {:?}, got {}",
-                self.inputs,
-                inputs.len()
-            )));
+            return Err(bad_input(format!("expected inputs {:?}, got {}", self.inputs, inputs.len())));
         }
         let mut values = Vec::with_capacity(inputs.len());
         for (name, array) in inputs {
             if !self.inputs.contains(&name) {
-                return Err(bad_input(format!(
-                    "unknown input {name:?}; the model takes {:?}",
-                    self.inputs
-                )));
+                return Err(bad_input(format!("unknown input {name:?}; the model takes {:?}", self.inputs)));
             }
             let shape = array.shape().to_vec();
-            let tensor = Tensor::from_array(array)
-                .map_err(|e| bad_input(format!("input {name:?} {shape:?}: {e}")))?;
+            let tensor = Tensor::from_array(array).map_err(|e| bad_input(format!("input {name:?} {shape:?}: {e}")))?;
             values.push((name, tensor));
         }
         let err = ort_err(&self.model);
-        let mut lease = Lease {
-            slots: &self.slots,
-            session: Some(self.slots.checkout()),
-        };
-        let session = lease
-            .session
-            .as_mut()
-            .ok_or_else(|| err("session lost".into()))?;
+        let mut lease = Lease { slots: &self.slots, session: Some(self.slots.checkout()) };
+        let session = lease.session.as_mut().ok_or_else(|| err("session lost".into()))?;
         let outputs = session.run(values).map_err(|e| err(e.to_string()))?;
         let mut out = Vec::with_capacity(self.outputs.len());
         for name in &self.outputs {
-            let value = outputs
-                .get(name)
-                .ok_or_else(|| err(format!("output {name:?} missing")))?;
-            let array = value
-                .try_extract_array::<f32>()
-                .map_err(|e| err(format!("output {name:?} is not float32: {e}")))?;
+            let value = outputs.get(name).ok_or_else(|| err(format!("output {name:?} missing")))?;
+            let array =
+                value.try_extract_array::<f32>().map_err(|e| err(format!("output {name:?} is not float32: {e}")))?;
             out.push((name.clone(), array.to_owned()));
         }
         Ok(Outputs(out))

@@ -42,37 +42,18 @@ pub struct Normalize {
 
 impl Normalize {
     /// (x - 127) / 128 (face detector, face embedding, EfficientNet-Lite).
-    pub const MINUS_127_DIV_128: Normalize = Normalize {
-        divisor: 1.0,
-        mean: [127.0; 3],
-        std: [128.0; 3],
-    };
+    pub const MINUS_127_DIV_128: Normalize = Normalize { divisor: 1.0, mean: [127.0; 3], std: [128.0; 3] };
     /// (x - 127.5) / 128 (MTCNN).
-    pub const MTCNN: Normalize = Normalize {
-        divisor: 1.0,
-        mean: [127.5; 3],
-        std: [128.0; 3],
-    };
+    pub const MTCNN: Normalize = Normalize { divisor: 1.0, mean: [127.5; 3], std: [128.0; 3] };
     /// (x / 255 - 0.5) / 0.5 (PP-OCR as run by RapidOCR).
-    pub const OCR: Normalize = Normalize {
-        divisor: 255.0,
-        mean: [0.5; 3],
-        std: [0.5; 3],
-    };
+    pub const OCR: Normalize = Normalize { divisor: 255.0, mean: [0.5; 3], std: [0.5; 3] };
     /// x / 255 then the ImageNet mean / std.
-    pub const IMAGENET: Normalize = Normalize {
-        divisor: 255.0,
-        mean: [0.485, 0.456, 0.406],
-        std: [0.229, 0.224, 0.225],
-    };
+    pub const IMAGENET: Normalize =
+        Normalize { divisor: 255.0, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] };
 
     /// A normalisation with one set of values for every channel.
     pub const fn uniform(divisor: f32, mean: f32, std: f32) -> Self {
-        Normalize {
-            divisor,
-            mean: [mean; 3],
-            std: [std; 3],
-        }
+        Normalize { divisor, mean: [mean; 3], std: [std; 3] }
     }
 
     /// Normalises one value of channel `c` (0..3).
@@ -87,17 +68,10 @@ impl Normalize {
             match v {
                 [a] => Ok([*a; 3]),
                 [a, b, c] => Ok([*a, *b, *c]),
-                _ => Err(InferenceError::Preprocess(format!(
-                    "{what} needs 1 or 3 values, got {}",
-                    v.len()
-                ))),
+                _ => Err(InferenceError::Preprocess(format!("{what} needs 1 or 3 values, got {}", v.len()))),
             }
         };
-        Ok(Normalize {
-            divisor: p.divisor,
-            mean: three(&p.mean, "mean")?,
-            std: three(&p.std, "std")?,
-        })
+        Ok(Normalize { divisor: p.divisor, mean: three(&p.mean, "mean")?, std: three(&p.std, "std")? })
     }
 }
 
@@ -109,18 +83,14 @@ pub fn layout_from_spec(p: &PreprocessingSpec) -> Result<(Layout, ChannelOrder)>
         "NHWC" => Layout::Nhwc,
         "NWHC" => Layout::Nwhc,
         other => {
-            return Err(InferenceError::Preprocess(format!(
-                "unknown layout {other:?}"
-            )));
+            return Err(InferenceError::Preprocess(format!("unknown layout {other:?}")));
         }
     };
     let order = match p.channel_order.as_str() {
         "RGB" | "GRAY" => ChannelOrder::Rgb,
         "BGR" => ChannelOrder::Bgr,
         other => {
-            return Err(InferenceError::Preprocess(format!(
-                "unknown channel order {other:?}"
-            )));
+            return Err(InferenceError::Preprocess(format!("unknown channel order {other:?}")));
         }
     };
     Ok((layout, order))
@@ -156,64 +126,31 @@ impl Filter {
     }
 }
 
-fn resize_raw(
-    src: &[u8],
-    sw: u32,
-    sh: u32,
-    dw: u32,
-    dh: u32,
-    pixel: PixelType,
-    filter: Filter,
-) -> Result<Vec<u8>> {
+fn resize_raw(src: &[u8], sw: u32, sh: u32, dw: u32, dh: u32, pixel: PixelType, filter: Filter) -> Result<Vec<u8>> {
     if sw == 0 || sh == 0 || dw == 0 || dh == 0 {
-        return Err(InferenceError::Preprocess(format!(
-            "cannot resize {sw}x{sh} to {dw}x{dh}"
-        )));
+        return Err(InferenceError::Preprocess(format!("cannot resize {sw}x{sh} to {dw}x{dh}")));
     }
     if (sw, sh) == (dw, dh) {
         return Ok(src.to_vec());
     }
-    let src =
-        ImageRef::new(sw, sh, src, pixel).map_err(|e| InferenceError::Preprocess(e.to_string()))?;
+    let src = ImageRef::new(sw, sh, src, pixel).map_err(|e| InferenceError::Preprocess(e.to_string()))?;
     let mut dst = FirImage::new(dw, dh, pixel);
     Resizer::new()
-        .resize(
-            &src,
-            &mut dst,
-            &ResizeOptions::new().resize_alg(filter.alg()),
-        )
+        .resize(&src, &mut dst, &ResizeOptions::new().resize_alg(filter.alg()))
         .map_err(|e| InferenceError::Preprocess(e.to_string()))?;
     Ok(dst.into_vec())
 }
 
 /// Resizes an RGB image to `width` x `height` (aspect not kept).
 pub fn resize_rgb(img: &RgbImage, width: u32, height: u32, filter: Filter) -> Result<RgbImage> {
-    let buf = resize_raw(
-        img.as_raw(),
-        img.width(),
-        img.height(),
-        width,
-        height,
-        PixelType::U8x3,
-        filter,
-    )?;
-    RgbImage::from_raw(width, height, buf)
-        .ok_or_else(|| InferenceError::Preprocess("resize buffer size".into()))
+    let buf = resize_raw(img.as_raw(), img.width(), img.height(), width, height, PixelType::U8x3, filter)?;
+    RgbImage::from_raw(width, height, buf).ok_or_else(|| InferenceError::Preprocess("resize buffer size".into()))
 }
 
 /// Resizes a grayscale image.
 pub fn resize_gray(img: &GrayImage, width: u32, height: u32, filter: Filter) -> Result<GrayImage> {
-    let buf = resize_raw(
-        img.as_raw(),
-        img.width(),
-        img.height(),
-        width,
-        height,
-        PixelType::U8,
-        filter,
-    )?;
-    GrayImage::from_raw(width, height, buf)
-        .ok_or_else(|| InferenceError::Preprocess("resize buffer size".into()))
+    let buf = resize_raw(img.as_raw(), img.width(), img.height(), width, height, PixelType::U8, filter)?;
+    GrayImage::from_raw(width, height, buf).ok_or_else(|| InferenceError::Preprocess("resize buffer size".into()))
 }
 
 /// Where a letterboxed image sits in its canvas.
@@ -230,10 +167,7 @@ pub struct Letterbox {
 impl Letterbox {
     /// Maps a point of the canvas back to the source image.
     pub fn to_source(&self, x: f64, y: f64) -> (f64, f64) {
-        (
-            (x - f64::from(self.pad_x)) / self.scale,
-            (y - f64::from(self.pad_y)) / self.scale,
-        )
+        ((x - f64::from(self.pad_x)) / self.scale, (y - f64::from(self.pad_y)) / self.scale)
     }
 }
 
@@ -250,9 +184,7 @@ pub fn letterbox(
 ) -> Result<(RgbImage, Letterbox)> {
     let (w, h) = (f64::from(img.width()), f64::from(img.height()));
     if w == 0.0 || h == 0.0 || width == 0 || height == 0 {
-        return Err(InferenceError::Preprocess(
-            "letterbox of an empty image".into(),
-        ));
+        return Err(InferenceError::Preprocess("letterbox of an empty image".into()));
     }
     let scale = (f64::from(width) / w).min(f64::from(height) / h);
     let dim = |v: f64, max: u32| -> u32 {
@@ -265,16 +197,7 @@ pub fn letterbox(
     let mut canvas = RgbImage::from_pixel(width, height, image::Rgb(fill));
     let (px, py) = ((width - nw) / 2, (height - nh) / 2);
     image::imageops::replace(&mut canvas, &inner, i64::from(px), i64::from(py));
-    Ok((
-        canvas,
-        Letterbox {
-            scale,
-            pad_x: px,
-            pad_y: py,
-            inner_width: nw,
-            inner_height: nh,
-        },
-    ))
+    Ok((canvas, Letterbox { scale, pad_x: px, pad_y: py, inner_width: nw, inner_height: nh }))
 }
 
 /// The centred `width` x `height` crop (clamped to the image).
@@ -299,12 +222,7 @@ pub fn to_gray(img: &RgbImage) -> GrayImage {
 }
 
 /// Converts an RGB image into a normalised batch-of-one tensor.
-pub fn to_tensor(
-    img: &RgbImage,
-    layout: Layout,
-    order: ChannelOrder,
-    norm: &Normalize,
-) -> Array4<f32> {
+pub fn to_tensor(img: &RgbImage, layout: Layout, order: ChannelOrder, norm: &Normalize) -> Array4<f32> {
     let (w, h) = (img.width() as usize, img.height() as usize);
     let shape = match layout {
         Layout::Nchw => (1, 3, h, w),
@@ -341,11 +259,7 @@ pub fn gray_to_tensor(img: &GrayImage, norm: &Normalize) -> Array4<f32> {
 
 /// Normalises a uint8 tensor that is already in model layout; `c` is the
 /// index along `channel_axis`. Used to decode the u8 fixtures bit-exactly.
-pub fn normalize_u8(
-    q: ArrayViewD<'_, u8>,
-    channel_axis: usize,
-    norm: &Normalize,
-) -> Result<ArrayD<f32>> {
+pub fn normalize_u8(q: ArrayViewD<'_, u8>, channel_axis: usize, norm: &Normalize) -> Result<ArrayD<f32>> {
     if channel_axis >= q.ndim() || q.shape()[channel_axis] > 3 {
         return Err(InferenceError::Preprocess(format!(
             "channel axis {channel_axis} does not fit shape {:?}",
@@ -353,11 +267,7 @@ pub fn normalize_u8(
         )));
     }
     let mut out = ArrayD::<f32>::zeros(q.raw_dim());
-    for (c, (mut o, i)) in out
-        .axis_iter_mut(Axis(channel_axis))
-        .zip(q.axis_iter(Axis(channel_axis)))
-        .enumerate()
-    {
+    for (c, (mut o, i)) in out.axis_iter_mut(Axis(channel_axis)).zip(q.axis_iter(Axis(channel_axis))).enumerate() {
         o.zip_mut_with(&i, |o, &x| *o = norm.apply(x, c));
     }
     Ok(out)
@@ -366,8 +276,7 @@ pub fn normalize_u8(
 /// Concatenates batch-of-one tensors along axis 0.
 pub fn stack_batch(items: &[Array4<f32>]) -> Result<Array4<f32>> {
     let views: Vec<_> = items.iter().map(|a| a.view()).collect();
-    ndarray::concatenate(Axis(0), &views)
-        .map_err(|e| InferenceError::Preprocess(format!("batch: {e}")))
+    ndarray::concatenate(Axis(0), &views).map_err(|e| InferenceError::Preprocess(format!("batch: {e}")))
 }
 
 #[cfg(test)]
@@ -375,9 +284,7 @@ mod tests {
     use super::*;
 
     fn sample() -> RgbImage {
-        RgbImage::from_fn(5, 4, |x, y| {
-            image::Rgb([(x * 40) as u8, (y * 60) as u8, 200])
-        })
+        RgbImage::from_fn(5, 4, |x, y| image::Rgb([(x * 40) as u8, (y * 60) as u8, 200]))
     }
 
     #[test]
@@ -409,13 +316,9 @@ mod tests {
     #[test]
     fn letterbox_keeps_aspect_and_centres() {
         let img = RgbImage::from_pixel(40, 20, image::Rgb([10, 20, 30]));
-        let (out, lb) =
-            letterbox(&img, 32, 32, [114, 114, 114], Filter::Bilinear).expect("letterbox");
+        let (out, lb) = letterbox(&img, 32, 32, [114, 114, 114], Filter::Bilinear).expect("letterbox");
         assert_eq!((out.width(), out.height()), (32, 32));
-        assert_eq!(
-            (lb.inner_width, lb.inner_height, lb.pad_x, lb.pad_y),
-            (32, 16, 0, 8)
-        );
+        assert_eq!((lb.inner_width, lb.inner_height, lb.pad_x, lb.pad_y), (32, 16, 0, 8));
         assert_eq!(out.get_pixel(0, 0).0, [114, 114, 114]);
         assert_eq!(out.get_pixel(16, 16).0, [10, 20, 30]);
         assert_eq!(lb.to_source(32.0, 24.0), (40.0, 20.0));
@@ -429,9 +332,6 @@ mod tests {
         let g = to_gray(&RgbImage::from_pixel(1, 1, image::Rgb([255, 255, 255])));
         assert_eq!(g.get_pixel(0, 0).0, [255]);
         let t = to_tensor(&img, Layout::Nchw, ChannelOrder::Rgb, &Normalize::OCR);
-        assert_eq!(
-            stack_batch(&[t.clone(), t]).expect("batch").shape(),
-            &[2, 3, 4, 5]
-        );
+        assert_eq!(stack_batch(&[t.clone(), t]).expect("batch").shape(), &[2, 3, 4, 5]);
     }
 }

@@ -23,9 +23,7 @@ pub struct Runtime {
 
 impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Runtime")
-            .field("dylib", &self.dylib)
-            .finish_non_exhaustive()
+        f.debug_struct("Runtime").field("dylib", &self.dylib).finish_non_exhaustive()
     }
 }
 
@@ -50,18 +48,12 @@ impl Runtime {
             return Ok(rt);
         }
         if !requested.is_file() {
-            return Err(InferenceError::RuntimeLoad {
-                path: requested.to_path_buf(),
-                reason: "no such file".into(),
-            });
+            return Err(InferenceError::RuntimeLoad { path: requested.to_path_buf(), reason: "no such file".into() });
         }
         // ort resolves relative paths against the executable's directory; be explicit.
-        let path =
-            std::fs::canonicalize(requested).map_err(|e| InferenceError::io(requested, e))?;
-        let builder = ort::init_from(&path).map_err(|e| InferenceError::RuntimeLoad {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
+        let path = std::fs::canonicalize(requested).map_err(|e| InferenceError::io(requested, e))?;
+        let builder = ort::init_from(&path)
+            .map_err(|e| InferenceError::RuntimeLoad { path: path.clone(), reason: e.to_string() })?;
         let env = builder
             .with_name("sightline")
             .with_telemetry(false)
@@ -99,9 +91,7 @@ impl Runtime {
 }
 
 fn warn_if_different(rt: &Runtime, requested: &Path) {
-    let same = std::fs::canonicalize(requested)
-        .map(|p| p == rt.dylib)
-        .unwrap_or(false);
+    let same = std::fs::canonicalize(requested).map(|p| p == rt.dylib).unwrap_or(false);
     if !same {
         tracing::warn!(
             loaded = %rt.dylib.display(),
@@ -122,10 +112,7 @@ mod tests {
         }
         let err = Runtime::init("/nonexistent/libonnxruntime.so.1.31.1").expect_err("must fail");
         let msg = err.to_string();
-        assert!(
-            msg.contains("/nonexistent/libonnxruntime.so.1.31.1"),
-            "{msg}"
-        );
+        assert!(msg.contains("/nonexistent/libonnxruntime.so.1.31.1"), "{msg}");
         assert!(msg.contains("models/fetch.sh"), "{msg}");
     }
 

@@ -23,17 +23,13 @@ pub fn default_models_dir() -> PathBuf {
     if let Some(cache) = std::env::var_os("SIGHTLINE_CACHE") {
         return PathBuf::from(cache).join("models");
     }
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("."));
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
     home.join(".cache").join("sightline").join("models")
 }
 
 /// Models directory from `$SIGHTLINE_MODELS`, else [`default_models_dir`].
 pub fn models_dir_from_env() -> PathBuf {
-    std::env::var_os(MODELS_ENV)
-        .map(PathBuf::from)
-        .unwrap_or_else(default_models_dir)
+    std::env::var_os(MODELS_ENV).map(PathBuf::from).unwrap_or_else(default_models_dir)
 }
 
 /// SHA-256 of a file, lowercase hex.
@@ -63,11 +59,7 @@ pub struct ModelStore {
 impl ModelStore {
     /// A store over `root` with `manifest`.
     pub fn new(root: impl Into<PathBuf>, manifest: Manifest) -> Self {
-        Self {
-            root: root.into(),
-            manifest,
-            verified: Mutex::new(HashSet::new()),
-        }
+        Self { root: root.into(), manifest, verified: Mutex::new(HashSet::new()) }
     }
 
     /// `$SIGHTLINE_MODELS` (or the default cache) with the embedded manifest.
@@ -118,12 +110,7 @@ impl ModelStore {
     }
 
     fn check_file(&self, name: &str, path: &Path, expected: &str) -> Result<()> {
-        if self
-            .verified
-            .lock()
-            .map(|v| v.contains(name))
-            .unwrap_or(false)
-        {
+        if self.verified.lock().map(|v| v.contains(name)).unwrap_or(false) {
             return Ok(());
         }
         if !path.is_file() {
@@ -186,15 +173,9 @@ mod tests {
 
         std::fs::write(dir.join("mtcnn/pnet.onnx"), b"not a model").expect("write");
         let err = store.verified_path("mtcnn-pnet").expect_err("corrupt");
-        assert!(
-            matches!(err, InferenceError::ChecksumMismatch { .. }),
-            "{err}"
-        );
+        assert!(matches!(err, InferenceError::ChecksumMismatch { .. }), "{err}");
         assert!(err.to_string().contains("pnet.onnx"), "{err}");
-        assert!(matches!(
-            store.verified_path("nope"),
-            Err(InferenceError::UnknownModel(_))
-        ));
+        assert!(matches!(store.verified_path("nope"), Err(InferenceError::UnknownModel(_))));
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -204,10 +185,7 @@ mod tests {
         std::fs::create_dir_all(&dir).expect("mkdir");
         let f = dir.join("abc");
         std::fs::write(&f, b"abc").expect("write");
-        assert_eq!(
-            sha256_file(&f).expect("hash"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
+        assert_eq!(sha256_file(&f).expect("hash"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

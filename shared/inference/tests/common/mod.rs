@@ -19,11 +19,7 @@ pub fn read_json(path: &Path) -> Value {
 }
 
 pub fn f32s(v: &Value) -> Vec<f32> {
-    v.as_array()
-        .expect("array")
-        .iter()
-        .map(|x| x.as_f64().expect("number") as f32)
-        .collect()
+    v.as_array().expect("array").iter().map(|x| x.as_f64().expect("number") as f32).collect()
 }
 
 pub fn norm_of(v: &Value) -> Normalize {
@@ -35,11 +31,7 @@ pub fn norm_of(v: &Value) -> Normalize {
             _ => panic!("{k}: {x:?}"),
         }
     };
-    Normalize {
-        divisor: v["divisor"].as_f64().expect("divisor") as f32,
-        mean: three("mean"),
-        std: three("std"),
-    }
+    Normalize { divisor: v["divisor"].as_f64().expect("divisor") as f32, mean: three("mean"), std: three("std") }
 }
 
 /// An input of a model fixture: the exact f32 tensor (from the f32 file when
@@ -57,28 +49,14 @@ pub fn load_input(spec: &Value) -> FixtureInput {
     let q = read_npy_u8(dir.join(spec["u8_file"].as_str().expect("u8_file"))).expect("u8 fixture");
     let axis = spec["channel_axis"].as_u64().expect("channel_axis") as usize;
     let decoded = normalize_u8(q.view(), axis, &norm_of(spec)).expect("normalize");
-    let f32_file = spec["f32_file"]
-        .as_str()
-        .map(|f| read_npy_f32(dir.join(f)).expect("f32 fixture"));
+    let f32_file = spec["f32_file"].as_str().map(|f| read_npy_f32(dir.join(f)).expect("f32 fixture"));
     let tensor = f32_file.clone().unwrap_or_else(|| decoded.clone());
-    let shape: Vec<usize> = spec["shape"]
-        .as_array()
-        .expect("shape")
-        .iter()
-        .map(|d| d.as_u64().expect("dim") as usize)
-        .collect();
+    let shape: Vec<usize> =
+        spec["shape"].as_array().expect("shape").iter().map(|d| d.as_u64().expect("dim") as usize).collect();
     assert_eq!(tensor.shape(), shape.as_slice(), "fixture input shape");
-    FixtureInput {
-        name: spec["name"].as_str().expect("name").to_string(),
-        tensor,
-        decoded,
-        f32_file,
-    }
+    FixtureInput { name: spec["name"].as_str().expect("name").to_string(), tensor, decoded, f32_file }
 }
 
 pub fn bits_equal(a: &ArrayD<f32>, b: &ArrayD<f32>) -> bool {
-    a.shape() == b.shape()
-        && a.iter()
-            .zip(b.iter())
-            .all(|(x, y)| x.to_bits() == y.to_bits())
+    a.shape() == b.shape() && a.iter().zip(b.iter()).all(|(x, y)| x.to_bits() == y.to_bits())
 }
