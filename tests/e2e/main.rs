@@ -288,3 +288,46 @@ fn dead_letters_replayed_with_the_cli_complete() {
     assert!(recs.iter().all(|r| r["outcome"] == "ok" && r["key"].as_str().is_some()), "{recs:?}");
     assert!(services.sightline_json(&["dlq", "list", "ingest", "--json"]).as_array().expect("array").is_empty());
 }
+
+/// Closes every AMQP connection of the test's vhost from the broker side, as a broker restart
+/// or a network cut does.
+fn drop_broker_connections(services: &Services) -> usize {
+    let vhost = services.vhost().to_owned();
+    let out = std::process::Command::new("rabbitmqctl")
+        .args(["-q", "list_connections", "pid", "vhost"])
+        .output()
+        .expect("rabbitmqctl");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut closed = 0;
+    for line in text.lines() {
+        let mut cols = line.split('\t');
+        let (Some(pid), Some(vh)) = (cols.next(), cols.next()) else { continue };
+        if vh == vhost {
+            let ok = std::process::Command::new("rabbitmqctl")
+                .args(["-q", "close_connection", pid, "e2e: simulated broker restart"])
+                .status()
+                .expect("close_connection")
+                .success();
+            closed += usize::from(ok);
+        }
+    }
+    closed
+}
+
+#[test]
+fn workers_reconnect_after_the_broker_drops_their_connection() {
+    let services = Services::start();
+    let dir = input_dir(&services);
+    let (valid, bad) = job_input(&dir);
+    let total = (valid + bad) as u64;
+    let worker = Worker::start(&services, "ingest", &[]);
+    let first = submit(&services, &dir, &[]);
+    services.wait_finished(&first, total, Duration::from_secs(120));
+
+    assert!(drop_broker_connections(&services) >= 1, "the worker's connection was closed");
+    let second = submit(&services, &dir, &[]);
+    let done = services.wait_finished(&second, total, Duration::from_secs(120));
+    assert_eq!(done["outcomes"]["ok"].as_u64(), Some(valid as u64), "{done}");
+    let log = worker.log_text();
+    assert!(log.contains("reconnecting") && log.matches("consuming").count() >= 2, "{log}");
+}

@@ -60,6 +60,11 @@ impl Services {
         Self { env, vhost, scratch }
     }
 
+    /// The RabbitMQ vhost of this test.
+    pub fn vhost(&self) -> &str {
+        &self.vhost
+    }
+
     /// A command with the services' environment.
     pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut cmd = Command::new(program);
