@@ -2,6 +2,7 @@
 
 mod dlq;
 mod jobs;
+mod models;
 mod output;
 
 use std::path::PathBuf;
@@ -93,6 +94,11 @@ enum Command {
         #[command(subcommand)]
         command: dlq::DlqCommand,
     },
+    /// Check the models against their reference outputs.
+    Models {
+        #[command(subcommand)]
+        command: models::ModelsCommand,
+    },
 }
 
 #[tokio::main]
@@ -135,5 +141,6 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Status { job, json } => jobs::status(&cli.common, job, json).await,
         Command::Results { job, json } => jobs::results(&cli.common, job, json).await,
         Command::Dlq { command } => dlq::run(&cli.common, command).await,
+        Command::Models { command } => tokio::task::spawn_blocking(move || models::run(command)).await?,
     }
 }
