@@ -11,6 +11,8 @@ pub const KIND_JOB: &str = "job.submit";
 pub const KIND_INGEST_ITEM: &str = "ingest.item";
 /// Kind of [`ImageTask`]: one stored image travelling along its route.
 pub const KIND_IMAGE: &str = "image.task";
+/// Kind of [`CollectionReady`]: every image of a collection reached (or left before) the fan-in stage.
+pub const KIND_COLLECTION_READY: &str = "collection.ready";
 
 /// Every message body this build understands.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,6 +23,8 @@ pub enum Body {
     IngestItem(IngestItem),
     /// One stored image on its route.
     Image(ImageTask),
+    /// A collection is complete at the fan-in stage.
+    CollectionReady(CollectionReady),
 }
 
 impl Body {
@@ -30,6 +34,7 @@ impl Body {
             Body::Job(_) => KIND_JOB,
             Body::IngestItem(_) => KIND_INGEST_ITEM,
             Body::Image(_) => KIND_IMAGE,
+            Body::CollectionReady(_) => KIND_COLLECTION_READY,
         }
     }
 
@@ -41,7 +46,7 @@ impl Body {
     /// The item index, for messages about one image.
     pub fn item(&self) -> Option<u64> {
         match self {
-            Body::Job(_) => None,
+            Body::Job(_) | Body::CollectionReady(_) => None,
             Body::IngestItem(i) => Some(i.item),
             Body::Image(i) => Some(i.item),
         }
@@ -50,7 +55,7 @@ impl Body {
     /// The source name (file name or URL) of the image, for operators.
     pub fn source_name(&self) -> Option<&str> {
         match self {
-            Body::Job(_) => None,
+            Body::Job(_) | Body::CollectionReady(_) => None,
             Body::IngestItem(i) => Some(&i.name),
             Body::Image(i) => Some(&i.name),
         }
@@ -62,13 +67,14 @@ impl Body {
             Body::Job(b) => to_msgpack(b),
             Body::IngestItem(b) => to_msgpack(b),
             Body::Image(b) => to_msgpack(b),
+            Body::CollectionReady(b) => to_msgpack(b),
         }
     }
 
     /// Decodes a body of `kind` at `version`.
     pub fn decode(kind: &str, version: u16, bytes: &[u8]) -> Result<Self, DecodeError> {
         const SUPPORTED: u16 = 1;
-        let known = [KIND_JOB, KIND_INGEST_ITEM, KIND_IMAGE];
+        let known = [KIND_JOB, KIND_INGEST_ITEM, KIND_IMAGE, KIND_COLLECTION_READY];
         if !known.contains(&kind) {
             return Err(DecodeError::UnknownKind { kind: kind.to_owned() });
         }
@@ -79,7 +85,8 @@ impl Body {
         Ok(match kind {
             KIND_JOB => Body::Job(from_msgpack(bytes).map_err(malformed)?),
             KIND_INGEST_ITEM => Body::IngestItem(from_msgpack(bytes).map_err(malformed)?),
-            _ => Body::Image(from_msgpack(bytes).map_err(malformed)?),
+            KIND_IMAGE => Body::Image(from_msgpack(bytes).map_err(malformed)?),
+            _ => Body::CollectionReady(from_msgpack(bytes).map_err(malformed)?),
         })
     }
 }
@@ -211,6 +218,18 @@ impl ImageTask {
     pub fn next_stage(&self) -> Option<&str> {
         self.route.get(self.hop as usize + 1).map(String::as_str)
     }
+}
+
+/// Every image of a collection has reached the fan-in stage or left the route before it, so
+/// the stage can work on the collection as a whole (clustering).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CollectionReady {
+    /// The job.
+    pub job_id: Uuid,
+    /// The collection.
+    pub collection: String,
+    /// The job's route.
+    pub route: Vec<String>,
 }
 
 /// How an image left its route.

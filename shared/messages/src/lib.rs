@@ -11,8 +11,8 @@ mod body;
 mod meta;
 
 pub use body::{
-    Body, ImageTask, IngestItem, ItemOutcome, ItemRecord, JobSpec, KIND_IMAGE, KIND_INGEST_ITEM, KIND_JOB, Location,
-    Source, from_msgpack, to_msgpack,
+    Body, CollectionReady, ImageTask, IngestItem, ItemOutcome, ItemRecord, JobSpec, KIND_COLLECTION_READY, KIND_IMAGE,
+    KIND_INGEST_ITEM, KIND_JOB, Location, Source, from_msgpack, to_msgpack,
 };
 pub use meta::{Meta, headers};
 

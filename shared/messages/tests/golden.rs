@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use sightline_messages::{Body, ImageTask, IngestItem, JobSpec, Location, Source};
+use sightline_messages::{Body, CollectionReady, ImageTask, IngestItem, JobSpec, Location, Source};
 use uuid::Uuid;
 
 fn job_id() -> Uuid {
@@ -68,10 +68,14 @@ fn examples() -> Vec<(&'static str, Body)> {
                 width: 640,
                 height: 480,
                 size: 12345,
-                route,
+                route: route.clone(),
                 hop: 1,
                 annotations,
             }),
+        ),
+        (
+            "collection.ready",
+            Body::CollectionReady(CollectionReady { job_id: job_id(), collection: "shoes".to_owned(), route }),
         ),
     ]
 }

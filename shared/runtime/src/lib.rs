@@ -11,6 +11,7 @@ pub mod admin;
 pub mod backends;
 pub mod config;
 pub mod embedded;
+pub mod fanin;
 pub mod metrics;
 pub mod records;
 pub mod runner;

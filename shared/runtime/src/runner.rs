@@ -11,9 +11,9 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::metrics::{Metrics, StageLabels};
-use crate::records;
 use crate::stage::record_for;
 use crate::{Backends, Ctx, Effect, Input, RunnerSettings, Stage, StageError};
+use crate::{fanin, records};
 
 /// How long "message done" markers are kept.
 pub const DONE_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -261,7 +261,7 @@ async fn handle_delivery(shared: &Shared, delivery: Delivery) -> Settled {
     let (error, timed_out) = match outcome {
         Ok(Ok(effects)) => {
             // 4. Effects, then done marker, then ack.
-            if let Err(e) = apply(shared, envelope, &effects).await {
+            if let Err(e) = apply(shared, envelope, &body, &effects).await {
                 return requeue(&delivery, &format!("apply effects: {e}")).await;
             }
             if let Err(e) = shared.backends.coord.mark_done(&id, DONE_TTL).await {
@@ -320,35 +320,64 @@ fn truncate(s: &str, max: usize) -> String {
     format!("{}…", &s[..end])
 }
 
-async fn apply(shared: &Shared, input: &Envelope, effects: &[Effect]) -> Result<(), StageError> {
+async fn apply(shared: &Shared, input: &Envelope, body: &Body, effects: &[Effect]) -> Result<(), StageError> {
     let mut outgoing = Vec::new();
     for (index, effect) in effects.iter().enumerate() {
-        if let Effect::Publish { stage, body } = effect {
-            let mut envelope = input.child(body, index as u64).map_err(|e| StageError::permanent(e.to_string()))?;
-            if let Some(name) = body.source_name() {
-                envelope.meta.extra.insert(headers::SOURCE.to_owned(), truncate(name, 1000));
-            }
-            outgoing.push(Outgoing { stage: stage.clone(), envelope });
+        let (stage, body, id) = match effect {
+            Effect::Publish { stage, body } => (stage, body, None),
+            Effect::PublishOnce { stage, body, id } => (stage, body, Some(*id)),
+            Effect::Finish(_) => continue,
+        };
+        let mut envelope = input.child(body, index as u64).map_err(|e| StageError::permanent(e.to_string()))?;
+        if let Some(id) = id {
+            envelope.meta.message_id = id;
         }
+        if let Some(name) = body.source_name() {
+            envelope.meta.extra.insert(headers::SOURCE.to_owned(), truncate(name, 1000));
+        }
+        outgoing.push(Outgoing { stage: stage.clone(), envelope });
     }
     for chunk in outgoing.chunks(PUBLISH_BATCH) {
         shared.backends.bus.publish(chunk).await?;
     }
     for effect in effects {
         if let Effect::Finish(record) = effect {
-            finish(shared, record).await?;
+            finish(shared, input, route_of(body), record).await?;
         }
     }
     Ok(())
 }
 
-async fn finish(shared: &Shared, record: &ItemRecord) -> Result<(), StageError> {
+fn route_of(body: &Body) -> &[String] {
+    match body {
+        Body::Job(j) => &j.route,
+        Body::IngestItem(i) => &i.route,
+        Body::Image(t) => &t.route,
+        Body::CollectionReady(c) => &c.route,
+    }
+}
+
+async fn finish(shared: &Shared, input: &Envelope, route: &[String], record: &ItemRecord) -> Result<(), StageError> {
     let tally = records::finish(shared.ctx.blob.as_ref(), shared.ctx.coord.as_ref(), record).await?;
     if tally.completed_collection() {
         info!(job = %record.job_id, collection = %record.collection, "collection complete");
     }
     if tally.completed_job() {
         info!(job = %record.job_id, total = tally.total, "job complete");
+    }
+    // An image leaving before the fan-in stage still counts there, or the collection would
+    // wait for it forever.
+    if fanin::counts_at_barrier(route, &record.stage)
+        && let Some(ready) =
+            fanin::pass_barrier(shared.ctx.coord.as_ref(), record.job_id, record.item, &record.collection, route)
+                .await?
+    {
+        let id = fanin::ready_message_id(record.job_id, &record.collection);
+        let body = Body::CollectionReady(ready);
+        let mut envelope = input.child(&body, 0).map_err(|e| StageError::permanent(e.to_string()))?;
+        envelope.meta.message_id = id;
+        shared.backends.bus.publish(&[Outgoing { stage: fanin::FAN_IN_STAGE.to_owned(), envelope }]).await?;
+        info!(job = %record.job_id, collection = %record.collection, "collection ready for clustering");
     }
     Ok(())
 }
@@ -371,7 +400,7 @@ fn failure_record(body: &Body, stage: &str, reason: &str) -> Option<ItemRecord> 
             reason: Some(reason.to_owned()),
             annotations: Default::default(),
         }),
-        Body::Job(_) => None,
+        Body::Job(_) | Body::CollectionReady(_) => None,
     }
 }
 
@@ -391,8 +420,9 @@ async fn dead_letter(shared: &Shared, delivery: &Delivery, body: Option<&Body>, 
         return requeue(delivery, &format!("dead-letter: {e}")).await;
     }
     warn!(stage = shared.name, kind, reason = %reason, "dead-lettered");
-    if let Some(record) = body.and_then(|b| failure_record(b, shared.name, reason))
-        && let Err(e) = finish(shared, &record).await
+    if let Some(b) = body
+        && let Some(record) = failure_record(b, shared.name, reason)
+        && let Err(e) = finish(shared, &delivery.envelope, route_of(b), &record).await
     {
         // The dead letter is safe in its queue; progress catches up if it is replayed.
         error!(error = %e, "record failed item");

@@ -70,6 +70,16 @@ pub enum Effect {
         /// The message body.
         body: Body,
     },
+    /// Publish `body` to `stage` with an explicit id, for messages several handlers may emit
+    /// (a collection's `collection.ready`): the id deduplicates them.
+    PublishOnce {
+        /// Destination stage.
+        stage: String,
+        /// The message body.
+        body: Body,
+        /// The message id.
+        id: uuid::Uuid,
+    },
     /// An image left its route: count it in the job's progress and store its record.
     Finish(Box<ItemRecord>),
 }

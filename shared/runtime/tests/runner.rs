@@ -80,6 +80,10 @@ struct Harness {
 }
 
 async fn start(items: &[u64]) -> Harness {
+    start_with_route(items, &["ingest", "dedup"]).await
+}
+
+async fn start_with_route(items: &[u64], route: &[&str]) -> Harness {
     let dir = tempfile::tempdir().expect("tempdir");
     let backends = Backends::embedded(dir.path()).expect("backends");
     let job = Uuid::new_v4();
@@ -89,7 +93,9 @@ async fn start(items: &[u64]) -> Harness {
     let batch: Vec<Outgoing> = items
         .iter()
         .map(|&i| {
-            let mut env = Envelope::new(&Body::Image(task(job, i)), Uuid::new_v4(), job).expect("env");
+            let mut t = task(job, i);
+            t.route = route.iter().map(|s| (*s).to_owned()).collect();
+            let mut env = Envelope::new(&Body::Image(t), Uuid::new_v4(), job).expect("env");
             env.meta.item = Some(i);
             Outgoing { stage: "dedup".into(), envelope: env }
         })
@@ -253,4 +259,53 @@ async fn shutdown_drains_in_flight_work() {
     assert_eq!(s.finished, 1, "the in-flight item (same item id thrice) finished: {s:?} after {calls} calls");
     let depth = h.backends.bus.depth("dedup").await.expect("depth");
     assert_eq!(depth.ready + calls, 3, "nothing new was taken after shutdown, nothing lost");
+}
+
+#[tokio::test]
+async fn items_leaving_before_the_fan_in_stage_publish_collection_ready_once() {
+    // Both items fail at dedup, before cluster: the runner counts both at the barrier, and the
+    // one that completes the collection publishes a single collection.ready to cluster.
+    let h = start_with_route(&[1, 3], &["ingest", "dedup", "embed", "cluster"]).await;
+    wait_finished(&h, 2).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut consumer = h.backends.bus.consume("cluster", 10).await.expect("consume");
+    let d = tokio::time::timeout(Duration::from_secs(2), consumer.next())
+        .await
+        .expect("a message")
+        .expect("some")
+        .expect("ok");
+    assert_eq!(d.envelope.meta.kind, "collection.ready");
+    assert_eq!(d.envelope.meta.message_id, sightline_runtime::fanin::ready_message_id(h.job, "c"));
+    let Ok(Body::CollectionReady(ready)) = d.envelope.decode() else { panic!("not a collection.ready") };
+    assert_eq!(ready.collection, "c");
+    d.acker.ack().await.expect("ack");
+    assert!(tokio::time::timeout(Duration::from_millis(300), consumer.next()).await.is_err(), "published once");
+    h.shutdown.cancel();
+    h.handle.await.expect("runner");
+}
+
+#[tokio::test]
+async fn the_barrier_waits_for_items_still_on_their_way() {
+    // Item 0 is forwarded to cluster (it counts when the cluster stage takes it); item 1
+    // fails at dedup and counts now. The collection is not complete yet.
+    let h = start_with_route(&[0, 1], &["ingest", "dedup", "cluster"]).await;
+    wait_finished(&h, 1).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut consumer = h.backends.bus.consume("cluster", 10).await.expect("consume");
+    let d = tokio::time::timeout(Duration::from_secs(2), consumer.next())
+        .await
+        .expect("a message")
+        .expect("some")
+        .expect("ok");
+    assert_eq!(d.envelope.meta.kind, "image.task", "only item 0's image task reached cluster");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), consumer.next()).await.is_err(),
+        "no collection.ready yet"
+    );
+    let route = ["ingest", "dedup", "cluster"].map(String::from).to_vec();
+    let ready =
+        sightline_runtime::fanin::pass_barrier(h.backends.coord.as_ref(), h.job, 0, "c", &route).await.expect("pass");
+    assert!(ready.is_some(), "item 1 was counted by the runner; item 0 completes the collection");
+    h.shutdown.cancel();
+    h.handle.await.expect("runner");
 }
