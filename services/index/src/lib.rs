@@ -1,1 +1,240 @@
-//! index stage
+//! The `index` stage and the vector index it maintains.
+//!
+//! Each indexed image is one small JSON entry in S3 under `index/<collection>/entries/`,
+//! naming its label and its embedding blob, so the index is durable and shared: a restarted
+//! or added replica rebuilds its in-memory index with [`VectorIndex::load`]. Search is exact
+//! cosine similarity over L2-normalised vectors.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use sightline_blob::{BlobError, BlobStore};
+use sightline_messages::{Body, ImageTask, KIND_IMAGE};
+use sightline_runtime::{Ctx, Effect, Input, Stage, StageError};
+use uuid::Uuid;
+
+/// The stage name.
+pub const NAME: &str = "index";
+
+/// One indexed image.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    /// The job that indexed it.
+    pub job_id: Uuid,
+    /// Its item index in that job.
+    pub item: u64,
+    /// Its collection (the index shard).
+    pub collection: String,
+    /// Its source name.
+    pub name: String,
+    /// The image's storage key.
+    pub image_key: String,
+    /// The embedding's storage key (little-endian f32).
+    pub embedding_key: String,
+    /// Its label (`product`, or `unlabelled` when the route had no cluster stage).
+    pub label: String,
+    /// Its cluster, when clustered.
+    pub cluster: Option<u32>,
+}
+
+fn hex_name(s: &str) -> String {
+    s.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The prefix of a collection's entries.
+pub fn entries_prefix(collection: &str) -> String {
+    format!("index/{}/entries/", hex_name(collection))
+}
+
+/// The key of one entry (stable, so re-indexing overwrites instead of duplicating).
+pub fn entry_key(collection: &str, job: Uuid, item: u64) -> String {
+    format!("{}{job}-{item:010}.json", entries_prefix(collection))
+}
+
+/// Reads a little-endian f32 vector.
+pub fn decode_vector(bytes: &[u8]) -> Option<Vec<f32>> {
+    (!bytes.is_empty() && bytes.len() % 4 == 0)
+        .then(|| bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+}
+
+/// The entry for an image task leaving the route at index.
+pub fn entry_for(task: &ImageTask) -> Result<Entry, String> {
+    let embedding_key = task
+        .annotations
+        .get("embed")
+        .and_then(|e| e.get("key"))
+        .and_then(|k| k.as_str())
+        .ok_or_else(|| format!("{}: no embedding to index (is embed on the route?)", task.name))?
+        .to_owned();
+    let cluster = task.annotations.get("cluster");
+    Ok(Entry {
+        job_id: task.job_id,
+        item: task.item,
+        collection: task.collection.clone(),
+        name: task.name.clone(),
+        image_key: task.key.clone(),
+        embedding_key,
+        label: cluster.and_then(|c| c.get("label")).and_then(|l| l.as_str()).unwrap_or("unlabelled").to_owned(),
+        cluster: cluster.and_then(|c| c.get("cluster")).and_then(|c| c.as_u64()).map(|c| c as u32),
+    })
+}
+
+/// The index stage.
+pub struct IndexStage;
+
+#[async_trait]
+impl Stage for IndexStage {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn accepts(&self, kind: &str) -> bool {
+        kind == KIND_IMAGE
+    }
+
+    async fn handle(&self, ctx: &Ctx, input: Input) -> Result<Vec<Effect>, StageError> {
+        let Body::Image(mut task) = input.body else {
+            return Err(StageError::permanent("index handles image tasks only"));
+        };
+        let entry = entry_for(&task).map_err(StageError::permanent)?;
+        let key = entry_key(&entry.collection, entry.job_id, entry.item);
+        let json = serde_json::to_vec(&entry).map_err(|e| StageError::permanent(format!("encode entry: {e}")))?;
+        ctx.blob.put(&key, Bytes::from(json)).await?;
+        task.annotations.insert(NAME.to_owned(), serde_json::json!({ "entry": key, "label": entry.label }));
+        Ok(vec![Effect::forward(task, NAME)])
+    }
+}
+
+/// A collection's vectors in memory, loaded from S3.
+#[derive(Debug, Default)]
+pub struct VectorIndex {
+    /// The entries, in key order.
+    pub entries: Vec<Entry>,
+    vectors: Vec<f32>,
+    dim: usize,
+}
+
+/// A search hit.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Hit {
+    /// Position in [`VectorIndex::entries`].
+    pub index: usize,
+    /// Cosine similarity.
+    pub score: f32,
+}
+
+impl VectorIndex {
+    /// Loads every entry of `collection` (optionally only one label) and its vector.
+    pub async fn load(blob: &dyn BlobStore, collection: &str, label: Option<&str>) -> Result<Self, BlobError> {
+        let mut index = VectorIndex::default();
+        for key in blob.list(&entries_prefix(collection)).await? {
+            let bytes = blob.get(&key).await?;
+            let entry: Entry = serde_json::from_slice(&bytes).map_err(|e| BlobError::Refused {
+                op: "parse index entry",
+                key: key.clone(),
+                detail: e.to_string(),
+            })?;
+            if label.is_some_and(|l| l != entry.label) {
+                continue;
+            }
+            let raw = blob.get(&entry.embedding_key).await?;
+            let v = decode_vector(&raw).ok_or_else(|| BlobError::Refused {
+                op: "parse embedding",
+                key: entry.embedding_key.clone(),
+                detail: format!("{} bytes", raw.len()),
+            })?;
+            if index.dim == 0 {
+                index.dim = v.len();
+            }
+            if v.len() != index.dim {
+                return Err(BlobError::Refused {
+                    op: "load index",
+                    key: entry.embedding_key.clone(),
+                    detail: format!("dimension {} differs from {}", v.len(), index.dim),
+                });
+            }
+            index.vectors.extend_from_slice(&v);
+            index.entries.push(entry);
+        }
+        Ok(index)
+    }
+
+    /// Number of vectors.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether empty.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The `k` most similar entries to `query` (L2-normalised), best first.
+    pub fn search(&self, query: &[f32], k: usize) -> Vec<Hit> {
+        if query.len() != self.dim || self.dim == 0 {
+            return Vec::new();
+        }
+        let mut hits: Vec<Hit> = self
+            .vectors
+            .chunks_exact(self.dim)
+            .enumerate()
+            .map(|(index, v)| Hit { index, score: v.iter().zip(query).map(|(a, b)| a * b).sum() })
+            .collect();
+        hits.sort_by(|a, b| b.score.total_cmp(&a.score));
+        hits.truncate(k);
+        hits
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn task(item: u64, emb_key: &str, label: &str) -> ImageTask {
+        let mut annotations = std::collections::BTreeMap::new();
+        annotations.insert("embed".to_owned(), serde_json::json!({ "key": emb_key, "dim": 2 }));
+        annotations.insert("cluster".to_owned(), serde_json::json!({ "cluster": 0, "label": label, "halo": false }));
+        ImageTask {
+            job_id: Uuid::from_u128(1),
+            item,
+            collection: "shoes & bags".into(),
+            name: format!("{item}.jpg"),
+            key: format!("images/sha256/{item}"),
+            sha256: String::new(),
+            format: "jpeg".into(),
+            width: 1,
+            height: 1,
+            size: 1,
+            route: vec!["ingest".into(), "index".into()],
+            hop: 1,
+            annotations,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_fresh_replica_recovers_the_index_from_storage() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let blob: Arc<dyn BlobStore> = Arc::new(sightline_blob::LocalStore::new(dir.path()).expect("store"));
+        let ctx = Ctx { blob: blob.clone(), coord: Arc::new(sightline_coord::MemoryCoord::new()) };
+        let vectors = [[1.0f32, 0.0], [0.0, 1.0], [0.6, 0.8]];
+        for (i, v) in vectors.iter().enumerate() {
+            let key = format!("embeddings/test/{i}.f32");
+            let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+            blob.put(&key, Bytes::from(bytes)).await.expect("put vector");
+            let label = if i == 1 { "noise" } else { "product" };
+            let body = Body::Image(task(i as u64, &key, label));
+            let env = sightline_messages::Envelope::new(&body, Uuid::new_v4(), Uuid::from_u128(1)).expect("env");
+            let effects = IndexStage.handle(&ctx, Input { envelope: env, body }).await.expect("index");
+            assert!(matches!(&effects[..], [Effect::Finish(_)]), "route ends at index");
+        }
+        let all = VectorIndex::load(blob.as_ref(), "shoes & bags", None).await.expect("load");
+        assert_eq!(all.len(), 3);
+        let products = VectorIndex::load(blob.as_ref(), "shoes & bags", Some("product")).await.expect("load");
+        assert_eq!(products.len(), 2);
+        let hits = products.search(&[0.8, 0.6], 2);
+        assert_eq!(products.entries[hits[0].index].item, 2, "nearest by cosine");
+        assert!((hits[0].score - 0.96).abs() < 1e-5);
+    }
+}
