@@ -53,7 +53,7 @@ pub fn entry_key(collection: &str, job: Uuid, item: u64) -> String {
 
 /// Reads a little-endian f32 vector.
 pub fn decode_vector(bytes: &[u8]) -> Option<Vec<f32>> {
-    (!bytes.is_empty() && bytes.len() % 4 == 0)
+    (!bytes.is_empty() && bytes.len().is_multiple_of(4))
         .then(|| bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
 }
 
