@@ -26,7 +26,6 @@ cargo build --workspace --bins
 step "tests"
 cargo test --workspace --features "$FEATURES"
 
-if [[ -x tests/k8s/validate.sh ]]; then
-    step "manifests"
-    tests/k8s/validate.sh
-fi
+step "manifests"
+tests/k8s/validate.sh
+deploy/rabbitmq/check-import.sh

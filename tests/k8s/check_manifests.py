@@ -176,9 +176,15 @@ class Checker:
             if c.get("command") != [f"sightline-{component}"]:
                 self.err(f"{where}: command {c.get('command')} should be [sightline-{component}]")
             env = self.env_of(c)
-            drain = int(env.get("DRAIN_DEADLINE_SECS", DEFAULT_DRAIN_DEADLINE_SECS))
+            try:
+                drain = int(env.get("DRAIN_DEADLINE_SECS", DEFAULT_DRAIN_DEADLINE_SECS))
+            except ValueError:
+                self.err(f"{where}: DRAIN_DEADLINE_SECS {env['DRAIN_DEADLINE_SECS']!r} is not an integer")
+                continue
             grace = pod.get("terminationGracePeriodSeconds", 30)
-            if grace <= drain:
+            if not isinstance(grace, int):
+                self.err(f"{where}: terminationGracePeriodSeconds {grace!r} is not an integer")
+            elif grace <= drain:
                 self.err(f"{where}: terminationGracePeriodSeconds {grace} must exceed DRAIN_DEADLINE_SECS {drain}")
             missing = (CONFIG_KEYS | SECRET_KEYS) - set(env)
             if missing:
@@ -228,10 +234,16 @@ class Checker:
             scaled.add(target)
             component = dep["spec"]["template"]["metadata"]["labels"].get("app.kubernetes.io/component")
             lo, hi = spec.get("minReplicaCount", 0), spec.get("maxReplicaCount", 100)
-            if not 0 <= lo <= hi:
+            if not (isinstance(lo, int) and isinstance(hi, int)):
+                self.err(f"{where}: minReplicaCount {lo!r} / maxReplicaCount {hi!r} must be integers")
+            elif not 0 <= lo <= hi:
                 self.err(f"{where}: minReplicaCount {lo} / maxReplicaCount {hi}")
             worker = next(c for c in dep["spec"]["template"]["spec"]["containers"] if c["name"] == "worker")
-            prefetch = int(self.env_of(worker).get("PREFETCH", DEFAULT_PREFETCH))
+            try:
+                prefetch = int(self.env_of(worker).get("PREFETCH", DEFAULT_PREFETCH))
+            except ValueError:
+                self.err(f"{where}: PREFETCH of {target} is not an integer")
+                continue
             triggers = spec.get("triggers", [])
             if len(triggers) != 1:
                 self.err(f"{where}: expected one trigger, found {len(triggers)}")
@@ -329,7 +341,11 @@ def main():
         external[n] = set(keys.split(",")) if keys else set()
 
     docs = [d for d in yaml.safe_load_all(Path(a.rendered).read_text()) if d]
-    errors = Checker(a.name, docs, stages, external, a.expect_namespace, a.production).run()
+    try:
+        errors = Checker(a.name, docs, stages, external, a.expect_namespace, a.production).run()
+    except (KeyError, TypeError, ValueError, AttributeError, StopIteration) as e:
+        # Malformed input the checks did not foresee: report it, do not pass.
+        errors = [f"cannot check {a.rendered}: {type(e).__name__}: {e} (malformed manifest?)"]
 
     out = Path(a.split_to)
     core = [d for d in docs if d["apiVersion"] in CORE_GROUPS]
