@@ -175,19 +175,20 @@ def check_dockerfile(repo):
 
 
 def check_docs(repo, kubectl):
-    text = (repo / "docs/kubernetes.md").read_text()
-    blocks = re.findall(r"^```(?:sh|bash|console)?\n(.*?)^```", text, re.M | re.S)
-    lines = [ln.strip() for b in blocks for ln in b.splitlines()]
-    renders = [ln for ln in lines if ln.startswith("kubectl kustomize ")]
-    if not renders:
-        err("docs/kubernetes.md shows no `kubectl kustomize` command")
-    for ln in renders:
-        argv = shlex.split(ln.split(" #", 1)[0].split("|", 1)[0].split(">", 1)[0])
-        r = subprocess.run([kubectl, *argv[1:]], cwd=repo, capture_output=True, text=True)
-        if r.returncode != 0:
-            err(f"docs/kubernetes.md: `{ln}` failed: {r.stderr.strip()[:300]}")
-    if not errors:
-        print(f"  docs/kubernetes.md: ok ({len(renders)} render commands run)")
+    for doc in ("docs/kubernetes.md", "README.md"):
+        text = (repo / doc).read_text()
+        blocks = re.findall(r"^```(?:sh|bash|console)?\n(.*?)^```", text, re.M | re.S)
+        lines = [ln.strip() for b in blocks for ln in b.splitlines()]
+        renders = [ln for ln in lines if ln.startswith("kubectl kustomize ")]
+        if not renders:
+            err(f"{doc} shows no `kubectl kustomize` command")
+        for ln in renders:
+            argv = shlex.split(ln.split(" #", 1)[0].split("|", 1)[0].split(">", 1)[0])
+            r = subprocess.run([kubectl, *argv[1:]], cwd=repo, capture_output=True, text=True)
+            if r.returncode != 0:
+                err(f"{doc}: `{ln}` failed: {r.stderr.strip()[:300]}")
+        if not errors:
+            print(f"  {doc}: ok ({len(renders)} render commands run)")
 
 
 def main():
