@@ -2,7 +2,6 @@
 //! name), size and pixel-count limits checked from the header before any pixel is decoded
 //! (decompression bombs), and corrupt or truncated files rejected with a readable reason.
 
-
 use std::io::Cursor;
 
 use image::{DynamicImage, ImageFormat, ImageReader};
