@@ -153,6 +153,7 @@ impl Ingest {
                     name,
                     location,
                     route: job.route.clone(),
+                    options: job.options.clone(),
                 }),
             })
             .collect())
@@ -206,10 +207,19 @@ impl Ingest {
             size,
             route: item.route.clone(),
             hop: 0,
-            annotations: BTreeMap::new(),
+            annotations: options_annotation(&item.options),
         };
         Ok(vec![Effect::forward(task, NAME)])
     }
+}
+
+/// The job's options as the `options` annotation later stages read (none when empty).
+fn options_annotation(options: &BTreeMap<String, String>) -> BTreeMap<String, serde_json::Value> {
+    let mut annotations = BTreeMap::new();
+    if !options.is_empty() {
+        annotations.insert("options".to_owned(), serde_json::json!(options));
+    }
+    annotations
 }
 
 #[async_trait]
@@ -242,6 +252,14 @@ mod tests {
         assert!(validate_route(&r(&["dedup"])).unwrap_err().contains("must start"));
         assert!(validate_route(&r(&["ingest", "teleport"])).unwrap_err().contains("unknown stage"));
         assert!(validate_route(&r(&["ingest", "dedup", "dedup"])).unwrap_err().contains("twice"));
+    }
+
+    #[test]
+    fn job_options_become_the_options_annotation() {
+        assert!(options_annotation(&BTreeMap::new()).is_empty());
+        let options = BTreeMap::from([("dedup.scope".to_owned(), "crawl-2024".to_owned())]);
+        let a = options_annotation(&options);
+        assert_eq!(a["options"]["dedup.scope"], "crawl-2024");
     }
 
     #[test]

@@ -92,6 +92,12 @@ pub async fn put_content(store: &dyn BlobStore, bytes: Bytes) -> Result<(String,
     Ok((key, hex, outcome))
 }
 
+/// A name (a collection, say) as one key segment: its bytes in hex, so any name is a safe,
+/// reversible segment with no `/`, `..` or odd characters.
+pub fn key_segment(name: &str) -> String {
+    hex::encode(name.as_bytes())
+}
+
 /// Checks an object key: non-empty, relative, no `..` segments, no control characters.
 pub fn validate_key(key: &str) -> Result<(), BlobError> {
     let bad = key.is_empty()
@@ -112,6 +118,12 @@ pub fn validate_key(key: &str) -> Result<(), BlobError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_segments_are_safe_for_any_name() {
+        assert_eq!(key_segment("ab/.."), "61622f2e2e");
+        assert!(validate_key(&format!("index/{}/x", key_segment("../../etc"))).is_ok());
+    }
 
     #[test]
     fn content_key_is_sha256() {

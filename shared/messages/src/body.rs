@@ -179,6 +179,10 @@ pub struct IngestItem {
     pub location: Location,
     /// The job's route.
     pub route: Vec<String>,
+    /// The job's options, copied from the job for the stages (left out when empty, so older
+    /// producers and consumers read and write the same bytes).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub options: BTreeMap<String, String>,
 }
 
 /// One stored image travelling along its route.

@@ -9,6 +9,7 @@
 
 mod body;
 mod meta;
+pub mod vector;
 
 pub use body::{
     Body, CollectionReady, ImageTask, IngestItem, ItemOutcome, ItemRecord, JobSpec, KIND_COLLECTION_READY, KIND_IMAGE,

@@ -53,6 +53,7 @@ fn examples() -> Vec<(&'static str, Body)> {
                 name: "shoes/a.jpg".to_owned(),
                 location: Location::Blob { key: "uploads/job/shoes/a.jpg".to_owned() },
                 route: route.clone(),
+                options: BTreeMap::new(),
             }),
         ),
         (
