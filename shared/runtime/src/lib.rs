@@ -13,6 +13,8 @@ pub mod config;
 pub mod embedded;
 pub mod fanin;
 pub mod metrics;
+#[cfg(feature = "otel")]
+mod otel;
 pub mod records;
 pub mod runner;
 pub mod service;

@@ -187,6 +187,8 @@ async fn process(shared: Arc<Shared>, delivery: Delivery) {
         item = meta.item,
         traceparent = meta.traceparent.as_deref().unwrap_or(""),
     );
+    #[cfg(feature = "otel")]
+    crate::otel::set_parent(&span, meta.traceparent.as_deref());
     let labels = StageLabels { stage: shared.name.to_owned() };
     shared.metrics.in_flight.get_or_create(&labels).inc();
     let started = Instant::now();
@@ -332,6 +334,8 @@ async fn apply(shared: &Shared, input: &Envelope, body: &Body, effects: &[Effect
         if let Some(id) = id {
             envelope.meta.message_id = id;
         }
+        #[cfg(feature = "otel")]
+        crate::otel::stamp(&mut envelope.meta);
         if let Some(name) = body.source_name() {
             envelope.meta.extra.insert(headers::SOURCE.to_owned(), truncate(name, 1000));
         }
@@ -376,6 +380,8 @@ async fn finish(shared: &Shared, input: &Envelope, route: &[String], record: &It
         let body = Body::CollectionReady(ready);
         let mut envelope = input.child(&body, 0).map_err(|e| StageError::permanent(e.to_string()))?;
         envelope.meta.message_id = id;
+        #[cfg(feature = "otel")]
+        crate::otel::stamp(&mut envelope.meta);
         shared.backends.bus.publish(&[Outgoing { stage: fanin::FAN_IN_STAGE.to_owned(), envelope }]).await?;
         info!(job = %record.job_id, collection = %record.collection, "collection ready for clustering");
     }

@@ -13,8 +13,18 @@ use crate::{Backends, CommonArgs, RunnerSettings, Stage, shutdown, telemetry};
 
 /// Runs `stage` as a worker until SIGTERM: connects to RabbitMQ, Redis and S3 (retrying
 /// while they are down), serves the admin endpoints, consumes, and drains on shutdown.
+/// Exported spans still buffered are flushed on the way out (feature `otel`).
 pub async fn run_worker(stage: Arc<dyn Stage>, common: CommonArgs, settings: RunnerSettings) -> anyhow::Result<()> {
-    telemetry::init();
+    telemetry::init_as(&format!("sightline-{}", stage.name()));
+    let result = run_until_stopped(stage, common, settings).await;
+    // The exporter flushes synchronously: keep it off the async workers.
+    if let Err(e) = tokio::task::spawn_blocking(telemetry::shutdown).await {
+        warn!(error = %e, "flush telemetry");
+    }
+    result
+}
+
+async fn run_until_stopped(stage: Arc<dyn Stage>, common: CommonArgs, settings: RunnerSettings) -> anyhow::Result<()> {
     let name = stage.name();
     info!(stage = name, config = ?common, settings = ?settings, "starting");
     let shutdown = shutdown::on_signals();
