@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::{Coord, FINAL_SCOPE};
+use crate::{Coord, FINAL_SCOPE, NearMatch};
 
 /// Idempotency markers are set, read and expire.
 pub async fn done_markers(c: &dyn Coord, ns: &str) {
@@ -119,4 +119,76 @@ pub async fn leases(c: &dyn Coord, ns: &str) {
     assert!(c.lease_acquire(&name, "b", ttl).await.expect("acquire after release"));
     tokio::time::sleep(Duration::from_millis(550)).await;
     assert!(c.lease_acquire(&name, "a", ttl).await.expect("acquire after expiry"));
+}
+
+/// `claimed` reads what a claim set, and nothing else.
+pub async fn claimed(c: &dyn Coord, ns: &str) {
+    let key = format!("{ns}-read");
+    assert_eq!(c.claimed(&key).await.expect("claimed"), None);
+    assert_eq!(c.claim(&key, "first", Duration::from_millis(300)).await.expect("claim"), None);
+    assert_eq!(c.claimed(&key).await.expect("claimed").as_deref(), Some("first"));
+    assert_eq!(c.claimed(&key).await.expect("claimed").as_deref(), Some("first"), "reading sets nothing");
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    assert_eq!(c.claimed(&key).await.expect("claimed"), None, "claim expired");
+}
+
+const TTL: Duration = Duration::from_secs(60);
+
+/// The near-duplicate index: the nearest entry within the distance wins, ties go to the
+/// earliest, far hashes get in, a repeat by the winner is a no-op, hashes with no band in
+/// common are still found, and indexes are independent.
+pub async fn near_claims(c: &dyn Coord, ns: &str) {
+    let index = format!("{ns}-near");
+    let base = 0x0123_4567_89ab_cdef_u64;
+    assert_eq!(c.claim_near(&index, base, "a", "va", 4, TTL).await.expect("near"), None, "empty index: inserted");
+    assert_eq!(c.claim_near(&index, base, "a", "va", 4, TTL).await.expect("near"), None, "the winner again");
+    // One flipped bit in each band: distance 4, no band equal to the base's.
+    let spread = base ^ 0x0001_0002_0004_0008;
+    assert_eq!(
+        c.claim_near(&index, spread, "b", "vb", 4, TTL).await.expect("near"),
+        Some(NearMatch { value: "va".into(), hash: base, distance: 4 })
+    );
+    assert_eq!(c.claim_near(&index, spread, "b", "vb", 3, TTL).await.expect("near"), None, "beyond 3 bits: inserted");
+    // Now both are entries; a hash one bit from `spread` and five from `base` picks `spread`.
+    let near_b = spread ^ 0x0100_0000_0000_0000;
+    let hit = c.claim_near(&index, near_b, "c", "vc", 7, TTL).await.expect("near").expect("a match");
+    assert_eq!((hit.value.as_str(), hit.distance), ("vb", 1), "the nearest wins");
+    // Equidistant (2 bits from each): the earlier entry wins.
+    let between = base ^ 0x0001_0002_0000_0000;
+    let hit = c.claim_near(&index, between, "d", "vd", 4, TTL).await.expect("near").expect("a match");
+    assert_eq!((hit.value.as_str(), hit.distance), ("va", 2), "ties go to the earliest");
+    // Far away: inserted; another index is independent.
+    assert_eq!(c.claim_near(&index, !base, "e", "ve", 11, TTL).await.expect("near"), None);
+    assert_eq!(c.claim_near(&format!("{index}-other"), base, "f", "vf", 4, TTL).await.expect("near"), None);
+    // Radius 2 per band (distance up to 11): two bits off in every band, distance 8.
+    let two_each = base ^ 0x0003_0003_0003_0003;
+    let hit = c.claim_near(&index, two_each, "g", "vg", 11, TTL).await.expect("near").expect("a match");
+    assert_eq!((hit.value.as_str(), hit.distance), ("va", 8));
+}
+
+/// Racing near-identical hashes: exactly one gets in, and every other caller is told about it.
+pub async fn near_claims_race(c: Arc<dyn Coord>, ns: &str) {
+    let index = format!("{ns}-race");
+    let base = 0x5a5a_f0f0_3c3c_9999_u64;
+    let tasks: Vec<_> = (0..24u32)
+        .map(|i| {
+            let (c, index) = (c.clone(), index.clone());
+            // Each a different single bit away from the base: pairwise at most 2 bits apart.
+            let hash = base ^ (1u64 << (i * 2 % 64));
+            tokio::spawn(async move {
+                let id = format!("i{i}");
+                (id.clone(), c.claim_near(&index, hash, &id, &id, 4, TTL).await.expect("near"))
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    let mut told = Vec::new();
+    for t in tasks {
+        match t.await.expect("join") {
+            (id, None) => winners.push(id),
+            (_, Some(m)) => told.push(m.value),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one original: {winners:?}");
+    assert!(told.iter().all(|v| *v == winners[0]), "everyone else points at it");
 }

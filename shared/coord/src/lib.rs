@@ -4,6 +4,7 @@
 
 pub mod conformance;
 mod memory;
+pub mod near;
 mod redis_impl;
 
 use std::collections::BTreeMap;
@@ -93,6 +94,17 @@ impl JobStatus {
     }
 }
 
+/// The nearest entry a near-duplicate index holds for a hash (see [`Coord::claim_near`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NearMatch {
+    /// The value stored with the entry.
+    pub value: String,
+    /// The entry's hash.
+    pub hash: u64,
+    /// Hamming distance between the entry's hash and the one asked about.
+    pub distance: u32,
+}
+
 /// Coordination as the runner and the stages use it.
 #[async_trait]
 pub trait Coord: Send + Sync {
@@ -126,6 +138,25 @@ pub trait Coord: Send + Sync {
     /// Sets `key` to `value` if unset. Returns `None` if this call won, or the value a
     /// previous caller set.
     async fn claim(&self, key: &str, value: &str, ttl: Duration) -> Result<Option<String>, CoordError>;
+    /// The value a [`Coord::claim`] on `key` set, if it has not expired; sets nothing.
+    async fn claimed(&self, key: &str) -> Result<Option<String>, CoordError>;
+    /// A fuzzy [`Coord::claim`] on a near-duplicate index of 64-bit hashes, atomic across
+    /// callers: finds the entry of `index` nearest to `hash` by Hamming distance (ties go to
+    /// the earliest inserted) within `max_distance` (at most [`near::MAX_NEAR_DISTANCE`]).
+    /// If there is one, returns it and inserts nothing; if not, inserts `hash` with `id` and
+    /// `value` and returns `None`. If `id` was inserted before, returns `None` at once (a
+    /// repeated call by the winner). So every entry is farther than `max_distance` from every
+    /// entry inserted before it, and of two racing near-identical hashes exactly one is
+    /// inserted. The index is forgotten `ttl` after its last insert.
+    async fn claim_near(
+        &self,
+        index: &str,
+        hash: u64,
+        id: &str,
+        value: &str,
+        max_distance: u32,
+        ttl: Duration,
+    ) -> Result<Option<NearMatch>, CoordError>;
     /// Takes (or renews, for the same owner) a lease that expires after `ttl`.
     async fn lease_acquire(&self, name: &str, owner: &str, ttl: Duration) -> Result<bool, CoordError>;
     /// Gives a lease back if `owner` holds it.

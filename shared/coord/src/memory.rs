@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use parking_lot::Mutex;
 
-use crate::{Coord, CoordError, FINAL_SCOPE, JobStatus, Tally};
+use crate::near::{self, BANDS};
+use crate::{Coord, CoordError, FINAL_SCOPE, JobStatus, NearMatch, Tally};
 
 #[derive(Default)]
 struct Job {
@@ -17,8 +18,23 @@ struct Job {
     scopes: HashMap<String, HashMap<u64, (String, String)>>,
 }
 
+/// One near-duplicate index: entries in insertion order, filed by band value.
+struct NearIndex {
+    entries: Vec<(u64, String)>,
+    ids: HashMap<String, usize>,
+    buckets: HashMap<(usize, u16), Vec<usize>>,
+    expires: Instant,
+}
+
+impl NearIndex {
+    fn new() -> Self {
+        Self { entries: Vec::new(), ids: HashMap::new(), buckets: HashMap::new(), expires: Instant::now() }
+    }
+}
+
 #[derive(Default)]
 struct State {
+    near: HashMap<String, NearIndex>,
     done: HashMap<String, Instant>,
     jobs: HashMap<String, Job>,
     counters: HashMap<String, i64>,
@@ -126,6 +142,54 @@ impl Coord for MemoryCoord {
                 Ok(None)
             }
         }
+    }
+
+    async fn claimed(&self, key: &str) -> Result<Option<String>, CoordError> {
+        let state = self.state.lock();
+        Ok(state.claims.get(key).filter(|(_, exp)| *exp > Instant::now()).map(|(v, _)| v.clone()))
+    }
+
+    async fn claim_near(
+        &self,
+        index: &str,
+        hash: u64,
+        id: &str,
+        value: &str,
+        max_distance: u32,
+        ttl: Duration,
+    ) -> Result<Option<NearMatch>, CoordError> {
+        let max_distance = near::clamp(max_distance);
+        let mut state = self.state.lock();
+        let now = Instant::now();
+        let idx = state.near.entry(index.to_owned()).or_insert_with(NearIndex::new);
+        if idx.expires <= now {
+            *idx = NearIndex::new();
+        }
+        if idx.ids.contains_key(id) {
+            return Ok(None);
+        }
+        // (distance, insertion order) of the best candidate.
+        let mut best: Option<(u32, usize)> = None;
+        for probe in near::probes(hash, max_distance) {
+            for &i in idx.buckets.get(&probe).map(Vec::as_slice).unwrap_or(&[]) {
+                let d = (idx.entries[i].0 ^ hash).count_ones();
+                if d <= max_distance && best.is_none_or(|b| (d, i) < b) {
+                    best = Some((d, i));
+                }
+            }
+        }
+        if let Some((distance, i)) = best {
+            let (hash, value) = idx.entries[i].clone();
+            return Ok(Some(NearMatch { value, hash, distance }));
+        }
+        let i = idx.entries.len();
+        idx.entries.push((hash, value.to_owned()));
+        idx.ids.insert(id.to_owned(), i);
+        for b in 0..BANDS {
+            idx.buckets.entry((b, near::band(hash, b))).or_default().push(i);
+        }
+        idx.expires = now + ttl;
+        Ok(None)
     }
 
     async fn lease_acquire(&self, name: &str, owner: &str, ttl: Duration) -> Result<bool, CoordError> {

@@ -7,7 +7,8 @@ use async_trait::async_trait;
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 
-use crate::{Coord, CoordError, FINAL_SCOPE, JOB_TTL, JobStatus, Tally};
+use crate::near;
+use crate::{Coord, CoordError, FINAL_SCOPE, JOB_TTL, JobStatus, NearMatch, Tally};
 
 /// Coordination in Redis. Cheap to clone: the connection manager reconnects by itself.
 #[derive(Clone)]
@@ -65,6 +66,56 @@ return 1
 const LEASE_RELEASE: &str = r#"
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
+"#;
+
+// The near-duplicate index, atomic because a script runs alone: the lookup and the insert
+// cannot interleave with another caller's, so two racing near-identical hashes never both
+// get in. Bucket members are "<16 hex digits of the hash>:<insertion number>".
+// KEYS: [1] entries (number -> value), [2] ids (id -> number), [3] insertion counter,
+//       [4..7] the hash's own four band buckets, [8..] neighbouring buckets to probe.
+// ARGV: [1] hash as 16 hex digits, [2] id, [3] value, [4] max distance, [5] ttl ms.
+const CLAIM_NEAR: &str = r#"
+if redis.call('HEXISTS', KEYS[2], ARGV[2]) == 1 then return {0} end
+local h = ARGV[1]
+local q = {}
+for b = 0, 3 do q[b + 1] = tonumber(string.sub(h, 4 * b + 1, 4 * b + 4), 16) end
+local max = tonumber(ARGV[4])
+local best, best_n, best_hash = nil, nil, nil
+local seen = {}
+for k = 4, #KEYS do
+  for _, m in ipairs(redis.call('SMEMBERS', KEYS[k])) do
+    if not seen[m] then
+      seen[m] = true
+      local d = 0
+      for b = 0, 3 do
+        local x = bit.bxor(q[b + 1], tonumber(string.sub(m, 4 * b + 1, 4 * b + 4), 16))
+        while x ~= 0 do
+          x = bit.band(x, x - 1)
+          d = d + 1
+        end
+      end
+      if d <= max then
+        local n = tonumber(string.sub(m, 18))
+        if best == nil or d < best or (d == best and n < best_n) then
+          best, best_n, best_hash = d, n, string.sub(m, 1, 16)
+        end
+      end
+    end
+  end
+end
+if best then
+  return {1, redis.call('HGET', KEYS[1], tostring(best_n)) or '', best_hash, best}
+end
+local n = redis.call('INCR', KEYS[3])
+local member = h .. ':' .. n
+for k = 4, 7 do
+  redis.call('SADD', KEYS[k], member)
+  redis.call('PEXPIRE', KEYS[k], ARGV[5])
+end
+redis.call('HSET', KEYS[1], tostring(n), ARGV[3])
+redis.call('HSET', KEYS[2], ARGV[2], tostring(n))
+for k = 1, 3 do redis.call('PEXPIRE', KEYS[k], ARGV[5]) end
+return {0}
 "#;
 
 impl RedisCoord {
@@ -202,6 +253,55 @@ impl Coord for RedisCoord {
             .query_async(&mut c)
             .await
             .map_err(unavailable)
+    }
+
+    async fn claimed(&self, key: &str) -> Result<Option<String>, CoordError> {
+        let mut c = self.conn.clone();
+        c.get(format!("{}:claim:{key}", self.prefix)).await.map_err(unavailable)
+    }
+
+    async fn claim_near(
+        &self,
+        index: &str,
+        hash: u64,
+        id: &str,
+        value: &str,
+        max_distance: u32,
+        ttl: Duration,
+    ) -> Result<Option<NearMatch>, CoordError> {
+        let mut c = self.conn.clone();
+        let max_distance = near::clamp(max_distance);
+        // One hash tag per index: every key of it lives in one cluster slot, as a script needs.
+        let base = format!("{}:near:{{{index}}}", self.prefix);
+        let script = redis::Script::new(CLAIM_NEAR);
+        let mut inv = script.key(format!("{base}:e"));
+        inv.key(format!("{base}:i")).key(format!("{base}:n"));
+        // `probes` lists the hash's own buckets first, as the script expects.
+        for (b, v) in near::probes(hash, max_distance) {
+            inv.key(format!("{base}:b{b}:{v:04x}"));
+        }
+        inv.arg(format!("{hash:016x}")).arg(id).arg(value).arg(max_distance).arg(ms(ttl));
+        let reply: Vec<redis::Value> = inv.invoke_async(&mut c).await.map_err(unavailable)?;
+        let corrupt = || CoordError::Corrupt(format!("near index {index}: unexpected reply {reply:?}"));
+        let int = |v: &redis::Value| match v {
+            redis::Value::Int(i) => Some(*i),
+            _ => None,
+        };
+        let text = |v: &redis::Value| match v {
+            redis::Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
+            redis::Value::SimpleString(s) => Some(s.clone()),
+            _ => None,
+        };
+        match reply.first().and_then(int) {
+            Some(0) => Ok(None),
+            Some(1) if reply.len() == 4 => {
+                let value = text(&reply[1]).ok_or_else(corrupt)?;
+                let hash = text(&reply[2]).and_then(|h| u64::from_str_radix(&h, 16).ok()).ok_or_else(corrupt)?;
+                let distance = reply.get(3).and_then(int).and_then(|d| u32::try_from(d).ok()).ok_or_else(corrupt)?;
+                Ok(Some(NearMatch { value, hash, distance }))
+            }
+            _ => Err(corrupt()),
+        }
     }
 
     async fn lease_acquire(&self, name: &str, owner: &str, ttl: Duration) -> Result<bool, CoordError> {

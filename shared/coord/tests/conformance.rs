@@ -38,6 +38,23 @@ macro_rules! suite {
             }
 
             #[tokio::test]
+            async fn claimed() {
+                let coord: Arc<dyn Coord> = $make;
+                c::claimed(coord.as_ref(), &ns()).await;
+            }
+
+            #[tokio::test]
+            async fn near_claims() {
+                let coord: Arc<dyn Coord> = $make;
+                c::near_claims(coord.as_ref(), &ns()).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn near_claims_race() {
+                c::near_claims_race($make, &ns()).await;
+            }
+
+            #[tokio::test]
             async fn leases() {
                 let coord: Arc<dyn Coord> = $make;
                 c::leases(coord.as_ref(), &ns()).await;

@@ -2,6 +2,8 @@
 //! name), size and pixel-count limits checked from the header before any pixel is decoded
 //! (decompression bombs), and corrupt or truncated files rejected with a readable reason.
 
+pub mod phash;
+
 use std::io::Cursor;
 
 use image::{DynamicImage, ImageFormat, ImageReader};
