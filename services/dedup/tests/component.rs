@@ -1,0 +1,181 @@
+//! The dedup stage on the in-memory backends: the embedded pipeline (ingest + dedup) over the
+//! committed sample, the stage's decisions on generated copies, idempotency, races between
+//! two instances, and bad input.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use common::{copies, ctx, fixture, race, sample, task};
+use sightline_coord::{Coord, MemoryCoord};
+use sightline_dedup::groups::run_folder;
+use sightline_dedup::{Decision, Dedup, DedupConfig, Evidence, Kind};
+use sightline_messages::{Body, Envelope, ItemOutcome};
+use sightline_runtime::{Effect, Input, Stage, StageError};
+use uuid::Uuid;
+
+fn stage() -> Dedup {
+    Dedup::new(DedupConfig::default()).expect("config")
+}
+
+fn input(task: &sightline_messages::ImageTask) -> Input {
+    let body = Body::Image(task.clone());
+    Input { envelope: Envelope::new(&body, Uuid::new_v4(), task.job_id).expect("envelope"), body }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sample_folder_finds_its_reposts_and_nothing_else() {
+    let report = run_folder(&sample(), DedupConfig::default(), |_| {}).await.expect("run");
+    let truth = std::fs::read_to_string(sample().join("truth.csv")).expect("truth");
+    let mut expected_dups = BTreeMap::new();
+    let mut images = BTreeSet::new();
+    for line in truth.lines().skip(1).filter(|l| !l.is_empty()) {
+        let c: Vec<&str> = line.split(',').collect();
+        images.insert(format!("{}/{}", c[0], c[1]));
+        if !c[3].is_empty() {
+            expected_dups.insert(format!("{}/{}", c[0], c[1]), format!("{}/{}", c[0], c[3]));
+        }
+    }
+    let rows: BTreeMap<&str, _> = report.rows.iter().map(|r| (r.file.as_str(), r)).collect();
+    for image in &images {
+        let row = rows.get(image.as_str()).unwrap_or_else(|| panic!("no row for {image}"));
+        assert_ne!(row.kind, "failed", "{image}: {:?}", report.failed.get(image));
+    }
+    // The repost and its original are in one group, whichever of them came first.
+    for (dup, original) in &expected_dups {
+        assert_eq!(rows[dup.as_str()].group, rows[original.as_str()].group, "{dup} should be with {original}");
+    }
+    let flagged: BTreeSet<&str> =
+        report.rows.iter().filter(|r| r.kind == "exact" || r.kind == "near").map(|r| r.file.as_str()).collect();
+    assert_eq!(flagged.len(), expected_dups.len(), "only the reposts are duplicates: {flagged:?}");
+    // dup0 is byte-identical to its original: exact, distance 0, whoever won.
+    for coll in ["Alpro-Shelf-Soy-Milk", "Honeydew-Melon", "Tropicana-Apple-Juice"] {
+        let dup0 = format!("{coll}/dup0.jpg");
+        let copy = [dup0.as_str(), expected_dups[&dup0].as_str()].into_iter().find(|f| !rows[f].kind.is_empty());
+        let copy = rows[copy.expect("one of the pair is the copy")];
+        assert_eq!((copy.kind.as_str(), copy.distance), ("exact", Some(0)));
+    }
+    // The folder's other files are not images: one row each, failed, with the reason.
+    for other in ["truth.csv", "LICENSES.md"] {
+        assert_eq!(rows[other].kind, "failed");
+        assert!(report.failed[other].contains("not an image"), "{:?}", report.failed[other]);
+    }
+    let csv = report.to_csv();
+    assert!(csv.starts_with("file,group,original,kind,distance\n"));
+    assert_eq!(csv.lines().count(), report.rows.len() + 1);
+    assert_eq!(report.rows.len(), images.len() + 2);
+}
+
+#[tokio::test]
+async fn copies_are_exact_or_near_and_point_at_the_original() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let ctx = ctx(dir.path(), Arc::new(MemoryCoord::new()));
+    let dedup = stage();
+    let job = Uuid::new_v4();
+    let mut decisions = BTreeMap::new();
+    for (i, (name, bytes)) in copies(&fixture("Honeydew-Melon/img006.jpg")).into_iter().enumerate() {
+        let t = task(&ctx, job, i as u64, "melons", name, bytes).await;
+        decisions.insert(name, dedup.decide(&ctx, &t).await.expect("decide"));
+    }
+    assert!(matches!(decisions["orig"], Decision::Unique { .. }));
+    let of = |d: &Decision| match d {
+        Decision::Duplicate { of, kind, distance, evidence, .. } => (of.clone(), *kind, *distance, *evidence),
+        Decision::Unique { .. } => panic!("{d:?} should be a duplicate"),
+    };
+    assert_eq!(of(&decisions["exact"]), ("orig".into(), Kind::Exact, 0, Evidence::Bytes));
+    // The same pixels in another container: exact, by pixels.
+    assert_eq!(of(&decisions["bmp"]).1, Kind::Exact);
+    assert_eq!(of(&decisions["bmp"]).3, Evidence::Pixels);
+    // PNG of the decoded JPEG: the same pixels too.
+    assert_eq!(of(&decisions["png"]).3, Evidence::Pixels);
+    // JPEG at quality 100 is not bit-exact: a near duplicate at distance 0.
+    let (o, kind, distance, _) = of(&decisions["jpeg_q100"]);
+    assert_eq!((o.as_str(), kind, distance), ("orig", Kind::Near, 0));
+    for name in ["jpeg_q40", "half", "brighter"] {
+        let (o, kind, distance, _) = of(&decisions[name]);
+        assert_eq!((o.as_str(), kind), ("orig", Kind::Near), "{name}");
+        assert!(distance <= sightline_dedup::DEFAULT_MAX_DISTANCE, "{name}: {distance}");
+    }
+    // Another picture is unique.
+    let other = task(&ctx, job, 99, "melons", "other", fixture("Honeydew-Melon/img007.jpg")).await;
+    assert!(matches!(dedup.decide(&ctx, &other).await.expect("decide"), Decision::Unique { .. }));
+}
+
+#[tokio::test]
+async fn a_redelivered_message_gets_the_same_answer() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let ctx = ctx(dir.path(), Arc::new(MemoryCoord::new()));
+    let dedup = stage();
+    let job = Uuid::new_v4();
+    let all = copies(&fixture("Alpro-Shelf-Soy-Milk/img002.jpg"));
+    let mut tasks = Vec::new();
+    for (i, (name, bytes)) in all.into_iter().enumerate() {
+        tasks.push(task(&ctx, job, i as u64, "milk", name, bytes).await);
+    }
+    let mut first = Vec::new();
+    for t in &tasks {
+        first.push(dedup.handle(&ctx, input(t)).await.expect("handle"));
+    }
+    for (t, before) in tasks.iter().zip(&first).rev() {
+        let again = dedup.handle(&ctx, input(t)).await.expect("handle again");
+        assert_eq!(format!("{again:?}"), format!("{before:?}"), "{} changed its answer", t.name);
+    }
+    // The original goes on along its route, annotated; duplicates leave it with a record.
+    match &first[0][..] {
+        [Effect::Publish { stage, body: Body::Image(t) }] => {
+            assert_eq!(stage, "embed");
+            assert_eq!(t.annotations["dedup"]["status"], "unique");
+        }
+        other => panic!("original should be forwarded, got {other:?}"),
+    }
+    match &first[1][..] {
+        [Effect::Finish(record)] => {
+            assert_eq!(record.outcome, ItemOutcome::Duplicate);
+            assert_eq!(record.stage, "dedup");
+            assert_eq!(record.annotations["dedup"]["of"], "orig");
+            assert_eq!(record.annotations["dedup"]["of_item"], 0);
+            assert_eq!(record.annotations["dedup"]["kind"], "exact");
+            assert!(record.reason.as_deref().is_some_and(|r| r.contains("exact duplicate")));
+        }
+        other => panic!("duplicate should finish, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_racing_agree_on_one_original() {
+    let coord: Arc<dyn Coord> = Arc::new(MemoryCoord::new());
+    race([coord.clone(), coord], 2).await;
+}
+
+#[tokio::test]
+async fn undecodable_bytes_fail_permanently() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let ctx = ctx(dir.path(), Arc::new(MemoryCoord::new()));
+    let mut jpeg = fixture("Honeydew-Melon/img006.jpg");
+    jpeg.truncate(jpeg.len() / 2);
+    let t = task(&ctx, Uuid::new_v4(), 0, "c", "cut.jpg", jpeg).await;
+    match stage().handle(&ctx, input(&t)).await {
+        Err(StageError::Permanent(reason)) => assert!(reason.contains("truncated"), "{reason}"),
+        other => panic!("expected a permanent error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_shared_scope_dedupes_across_jobs() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let ctx = ctx(dir.path(), Arc::new(MemoryCoord::new()));
+    let shared = Dedup::new(DedupConfig { scope: sightline_dedup::ScopeMode::Collection, ..DedupConfig::default() })
+        .expect("config");
+    let (job1, job2) = (Uuid::new_v4(), Uuid::new_v4());
+    let bytes = fixture("Honeydew-Melon/img006.jpg");
+    let first = task(&ctx, job1, 4, "melons", "a.jpg", bytes.clone()).await;
+    let second = task(&ctx, job2, 0, "melons", "again.jpg", bytes).await;
+    assert!(matches!(shared.decide(&ctx, &first).await.expect("decide"), Decision::Unique { .. }));
+    let d = shared.decide(&ctx, &second).await.expect("decide");
+    assert!(matches!(&d, Decision::Duplicate { of_job, of_item: 4, .. } if *of_job == job1), "{d:?}");
+    assert_eq!(d.annotation(job2)["of_job"], job1.to_string());
+    // Per job (the default), the second job keeps its own copy.
+    let third = task(&ctx, Uuid::new_v4(), 0, "melons", "again.jpg", fixture("Honeydew-Melon/img006.jpg")).await;
+    assert!(matches!(stage().decide(&ctx, &third).await.expect("decide"), Decision::Unique { .. }));
+}
