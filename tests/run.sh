@@ -16,6 +16,10 @@ eval "$(models/fetch.sh)"
 # Every integration feature: a refused connection fails these tests instead of skipping them.
 FEATURES="sightline-bus/integration,sightline-blob/integration,sightline-coord/integration"
 FEATURES+=",sightline-tests/integration,sightline-inference/parity"
+FEATURES+=",sightline-face/integration"
+FEATURES+=",sightline-detect/models,sightline-embed/models"
+FEATURES+=",sightline/models"
+FEATURES+=",sightline-ocr/models"
 if grep -q '^integration' services/dedup/Cargo.toml 2>/dev/null; then
     FEATURES+=",sightline-dedup/integration"
 fi

@@ -8,6 +8,12 @@ use std::time::{Duration, Instant};
 
 use sightline_tests::{Services, Worker, copy_tree, repo};
 
+mod annotate;
+mod annotate_stages;
+mod dedup;
+mod face;
+mod ocr;
+
 /// Files from `tests/fixtures/bad` that go into the job: (file, keyword its reason must contain).
 const BAD: [(&str, &str); 5] = [
     ("ukbench09268_corrupt.jpg", "corrupt"),

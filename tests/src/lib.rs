@@ -150,6 +150,13 @@ impl Worker {
     /// Starts `sightline-<stage>` with the services' environment plus `extra`, and waits
     /// until `/readyz` answers 200.
     pub fn start(services: &Services, stage: &str, extra: &[(&str, &str)]) -> Self {
+        let mut worker = Self::spawn(services, stage, extra);
+        worker.wait_ready(Duration::from_secs(60));
+        worker
+    }
+
+    /// Starts `sightline-<stage>` like [`Worker::start`] without waiting for it to be ready.
+    pub fn spawn(services: &Services, stage: &str, extra: &[(&str, &str)]) -> Self {
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
         let log = services.scratch.path().join(format!("{stage}-{}.log", admin.port()));
         let file = std::fs::File::create(&log).expect("log file");
@@ -159,9 +166,12 @@ impl Worker {
             cmd.env(k, v);
         }
         let child = cmd.spawn().expect("spawn worker");
-        let mut worker = Self { child, admin, log };
-        worker.wait_ready(Duration::from_secs(60));
-        worker
+        Self { child, admin, log }
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     fn wait_ready(&mut self, timeout: Duration) {

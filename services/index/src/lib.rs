@@ -37,9 +37,7 @@ pub struct Entry {
     pub cluster: Option<u32>,
 }
 
-fn hex_name(s: &str) -> String {
-    s.bytes().map(|b| format!("{b:02x}")).collect()
-}
+use sightline_blob::key_segment as hex_name;
 
 /// The prefix of a collection's entries.
 pub fn entries_prefix(collection: &str) -> String {
@@ -51,11 +49,7 @@ pub fn entry_key(collection: &str, job: Uuid, item: u64) -> String {
     format!("{}{job}-{item:010}.json", entries_prefix(collection))
 }
 
-/// Reads a little-endian f32 vector.
-pub fn decode_vector(bytes: &[u8]) -> Option<Vec<f32>> {
-    (!bytes.is_empty() && bytes.len().is_multiple_of(4))
-        .then(|| bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
-}
+pub use sightline_messages::vector::decode as decode_vector;
 
 /// The entry for an image task leaving the route at index.
 pub fn entry_for(task: &ImageTask) -> Result<Entry, String> {

@@ -107,15 +107,53 @@ fn progress(len: u64, what: &str) -> ProgressBar {
     bar
 }
 
+/// The route a job of `kind` follows unless one is given.
+pub fn default_route(kind: &str) -> anyhow::Result<Vec<String>> {
+    let stages: &[&str] = match kind {
+        "ingest" | "run" => &["ingest"],
+        "dedup" => &["ingest", "dedup"],
+        "annotate" => &["ingest", "dedup", "detect", "embed", "cluster", "index"],
+        other => bail!("no default route for job kind {other:?}: pass --route"),
+    };
+    Ok(stages.iter().map(|s| (*s).to_owned()).collect())
+}
+
 fn spec(kind: String, route: Vec<String>, source: Source, job: Uuid) -> anyhow::Result<JobSpec> {
     sightline_ingest::validate_route(&route).map_err(anyhow::Error::msg)?;
     Ok(JobSpec { job_id: job, kind, route, source, options: Default::default(), submitted_at_ms: now_ms() })
+}
+
+/// The model store and ONNX Runtime every model stage of this process shares, after checking
+/// that `models` are there and intact (an error naming the file and `models/fetch.sh` if not).
+fn model_store(models: &[&str]) -> anyhow::Result<Arc<sightline_inference::ModelStore>> {
+    static STORE: std::sync::OnceLock<Arc<sightline_inference::ModelStore>> = std::sync::OnceLock::new();
+    let store = match STORE.get() {
+        Some(s) => s.clone(),
+        None => {
+            let s = Arc::new(sightline_inference::ModelStore::from_env().context("read the model manifest")?);
+            STORE.get_or_init(|| s).clone()
+        }
+    };
+    store.verify(models).context("models missing or corrupt (run models/fetch.sh)")?;
+    sightline_inference::Runtime::init_from_env(store.root()).context("load ONNX Runtime (run models/fetch.sh)")?;
+    Ok(store)
 }
 
 /// The stages this build implements, by name.
 fn stage_for(name: &str) -> anyhow::Result<Arc<dyn Stage>> {
     match name {
         "ingest" => Ok(Arc::new(sightline_ingest::Ingest::new(Default::default())?)),
+        "dedup" => Ok(Arc::new(sightline_dedup::Dedup::new(Default::default())?)),
+        "detect" => {
+            Ok(Arc::new(sightline_detect::Detect::new(Default::default(), model_store(&sightline_detect::MODELS)?)))
+        }
+        "embed" => {
+            Ok(Arc::new(sightline_embed::Embed::new(Default::default(), model_store(&sightline_embed::MODELS)?)))
+        }
+        "face" => Ok(Arc::new(sightline_face::FaceStage::from_args(&Default::default())?)),
+        "cluster" => Ok(Arc::new(sightline_cluster::stage::ClusterStage::new(Default::default()))),
+        "index" => Ok(Arc::new(sightline_index::IndexStage)),
+        "ocr" => Ok(Arc::new(sightline_ocr::Ocr::from_env(&Default::default())?)),
         other if STAGES.contains(&other) => bail!("stage {other:?} is not available in this build yet"),
         other => bail!("unknown stage {other:?}"),
     }
@@ -143,9 +181,9 @@ async fn wait_with_bar(
 }
 
 /// `sightline run`: the embedded mode over a folder.
-pub async fn run_embedded(dir: &Path, out: &Path, route: Vec<String>, json: bool) -> anyhow::Result<i32> {
+pub async fn run_embedded(dir: &Path, out: &Path, kind: &str, route: Vec<String>, json: bool) -> anyhow::Result<i32> {
     let job = Uuid::new_v4();
-    let spec = spec("run".into(), route.clone(), Source::S3Prefix { prefix: format!("uploads/{job}/") }, job)?;
+    let spec = spec(kind.into(), route.clone(), Source::S3Prefix { prefix: format!("uploads/{job}/") }, job)?;
     let stages = route.iter().map(|s| stage_for(s)).collect::<anyhow::Result<Vec<_>>>()?;
     let storage = out.join("storage");
     let backends = Backends::embedded(&storage).context("open local storage")?;
@@ -159,6 +197,9 @@ pub async fn run_embedded(dir: &Path, out: &Path, route: Vec<String>, json: bool
     let elapsed = started.elapsed();
     let records = records::read_records(backends.blob.as_ref(), job).await.context("read records")?;
     write_outputs(out, &records)?;
+    if route.iter().any(|s| s == "cluster") {
+        annotate_outputs(out, backends.blob.as_ref(), job, &records).await?;
+    }
     if json {
         println!("{}", serde_json::to_string_pretty(&records)?);
     } else {
@@ -173,6 +214,22 @@ pub async fn run_embedded(dir: &Path, out: &Path, route: Vec<String>, json: bool
         );
     }
     Ok(0)
+}
+
+/// Writes `labels.csv` and `report.html` for an annotation job, and says where.
+async fn annotate_outputs(out: &Path, blob: &dyn BlobStore, job: Uuid, records: &[ItemRecord]) -> anyhow::Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("create {}", out.display()))?;
+    let rows = crate::annotate::label_rows(records);
+    crate::annotate::write_labels(out, &rows)?;
+    crate::annotate::write_report(out, blob, job, records).await?;
+    let products = rows.iter().filter(|r| r.label == "product").count();
+    eprintln!(
+        "{} images labelled ({products} product); {} and {}",
+        rows.len(),
+        out.join("labels.csv").display(),
+        out.join("report.html").display()
+    );
+    Ok(())
 }
 
 fn write_outputs(out: &Path, records: &[ItemRecord]) -> anyhow::Result<()> {
@@ -202,6 +259,7 @@ fn write_outputs(out: &Path, records: &[ItemRecord]) -> anyhow::Result<()> {
 }
 
 /// `sightline submit`.
+#[allow(clippy::too_many_arguments)]
 pub async fn submit(
     common: &CommonArgs,
     source: SubmitSource,
@@ -209,6 +267,8 @@ pub async fn submit(
     route: Vec<String>,
     wait: bool,
     timeout_secs: u64,
+    out: Option<&Path>,
+    options: Vec<(String, String)>,
     json: bool,
 ) -> anyhow::Result<i32> {
     let backends = Backends::distributed(common, "sightline-cli").await.context("connect to the services")?;
@@ -225,7 +285,8 @@ pub async fn submit(
         SubmitSource::Prefix(prefix) => Source::S3Prefix { prefix },
         SubmitSource::Urls(urls, collection) => Source::Urls { urls, collection },
     };
-    let spec = spec(kind, route, source, job)?;
+    let mut spec = spec(kind, route.clone(), source, job)?;
+    spec.options.extend(options);
     submit_job(backends.bus.as_ref(), &spec).await.context("publish job")?;
     if !wait {
         if json {
@@ -240,6 +301,13 @@ pub async fn submit(
     }
     match wait_with_bar(backends.coord.as_ref(), job, Some(Duration::from_secs(timeout_secs))).await? {
         Some(status) => {
+            if let Some(out) = out {
+                let records = records::read_records(backends.blob.as_ref(), job).await.context("read records")?;
+                write_outputs(out, &records)?;
+                if route.iter().any(|s| s == "cluster") {
+                    annotate_outputs(out, backends.blob.as_ref(), job, &records).await?;
+                }
+            }
             if json {
                 println!("{}", serde_json::json!({ "job": job, "status": status }));
             } else {

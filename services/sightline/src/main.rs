@@ -1,8 +1,13 @@
 //! `sightline`: the producer and operator CLI, and the embedded single-process mode.
 
+mod annotate;
+mod cluster_cmd;
+mod dedup_cmd;
 mod dlq;
+mod face_cmd;
 mod jobs;
 mod models;
+mod ocr_cmd;
 mod output;
 
 use std::path::PathBuf;
@@ -43,26 +48,67 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Auto-annotate crawled collections in this process (embedded mode): drop duplicates,
+    /// filter noise, embed, cluster by density peaks, label the large compact clusters as the
+    /// product. Writes OUT/labels.csv and OUT/report.html.
+    Annotate {
+        /// Folder whose sub-folders are the collections (one per product query).
+        #[arg(long)]
+        collections: PathBuf,
+        /// Output folder.
+        #[arg(long, default_value = "out")]
+        out: PathBuf,
+        /// Print the records as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Find exact and near-duplicate images under a folder in this process (embedded mode:
+    /// the ingest and dedup stages). Writes OUT/groups.csv: file,group,original,kind,distance.
+    Dedup {
+        /// Folder of images; each sub-folder is a collection, compared separately.
+        dir: PathBuf,
+        /// Output folder.
+        #[arg(long, default_value = "out")]
+        out: PathBuf,
+        /// Largest Hamming distance between 64-bit perceptual hashes called a near duplicate.
+        #[arg(long, env = "DEDUP_MAX_DISTANCE", default_value_t = sightline_dedup::DEFAULT_MAX_DISTANCE)]
+        max_distance: u32,
+        /// Print the summary and the groups as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Push a job: upload a local folder (or name an S3 prefix or a URL list) and enqueue it.
+    /// `submit annotate --collections ROOT --wait --out OUT` runs an annotation job.
     Submit {
-        /// A local folder to upload (sub-folders are collections).
-        #[arg(required_unless_present_any = ["s3_prefix", "urls"])]
-        dir: Option<PathBuf>,
+        /// Optionally the job kind (`ingest`, `dedup`, `annotate`), then a local folder to
+        /// upload (sub-folders are collections).
+        #[arg(num_args = 0..=2, value_name = "[KIND] DIR")]
+        positional: Vec<String>,
+        /// The folder of collections to upload (same as DIR).
+        #[arg(long, conflicts_with_all = ["s3_prefix", "urls"])]
+        collections: Option<PathBuf>,
+        /// Write records (and, for annotation, labels.csv and report.html) here after --wait.
+        #[arg(long, requires = "wait")]
+        out: Option<PathBuf>,
         /// Use the objects already under this prefix of the bucket instead of uploading.
-        #[arg(long, conflicts_with_all = ["dir", "urls"])]
+        #[arg(long, conflicts_with_all = ["positional", "urls"])]
         s3_prefix: Option<String>,
         /// A file with one image URL per line.
-        #[arg(long, conflicts_with_all = ["dir", "s3_prefix"])]
+        #[arg(long, conflicts_with_all = ["positional", "s3_prefix"])]
         urls: Option<PathBuf>,
         /// Collection name for a URL list.
         #[arg(long, default_value = "default")]
         collection: String,
-        /// The job's kind (recorded with it).
-        #[arg(long, default_value = "ingest")]
-        kind: String,
-        /// Stages each image visits, comma-separated, starting with ingest.
-        #[arg(long, default_value = "ingest", value_delimiter = ',')]
-        route: Vec<String>,
+        /// The job's kind (sets the default route).
+        #[arg(long)]
+        kind: Option<String>,
+        /// Stages each image visits, comma-separated, starting with ingest (default: by kind).
+        #[arg(long, value_delimiter = ',')]
+        route: Option<Vec<String>>,
+        /// A job option for the stages, KEY=VALUE (repeatable), e.g. `dedup.scope=crawl-2024`
+        /// to deduplicate against every earlier job that named the same scope.
+        #[arg(long = "option", value_name = "KEY=VALUE", value_parser = parse_option)]
+        options: Vec<(String, String)>,
         /// Wait for the job to finish, with a progress bar.
         #[arg(long)]
         wait: bool,
@@ -94,6 +140,39 @@ enum Command {
         #[command(subcommand)]
         command: dlq::DlqCommand,
     },
+    /// Find and analyse the faces of local images (folders are searched recursively): box,
+    /// score, five landmarks, head pose, frontal flag, age, gender, and a person id consistent
+    /// across all the files of the invocation. Needs the models (`models/fetch.sh`).
+    Face {
+        /// Image files or folders.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Print a JSON array, one object per file: {"file", "faces": [...]}.
+        #[arg(long)]
+        json: bool,
+        /// Add each face's 512-d embedding.
+        #[arg(long)]
+        embeddings: bool,
+        #[command(flatten)]
+        face: sightline_face::FaceArgs,
+    },
+    /// Read the text of local images (folders are searched recursively): lines in reading order
+    /// with score and box, and price-tag fields (amount, currency, label, per-unit, "from").
+    /// Needs the models (`models/fetch.sh`).
+    Ocr {
+        /// Image files or folders.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Print a JSON array, one object per file: {"file", "lines": [{"text", "score", "box"}], "prices": [...]}.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        ocr: sightline_ocr::OcrArgs,
+    },
+    /// Density-peaks clustering of a point set (CSV: feature columns, an optional final `label`
+    /// column that is ignored). Writes OUT/assignments.csv (row,cluster,halo), the decision graph
+    /// (OUT/decision_graph.csv and .svg) and OUT/summary.json.
+    Cluster(cluster_cmd::ClusterArgs),
     /// Check the models against their reference outputs.
     Models {
         #[command(subcommand)]
@@ -111,17 +190,59 @@ async fn main() {
             1
         }
     };
+    // Flush exported spans (with the `otel` feature; a no-op otherwise) before exiting.
+    let _ = tokio::task::spawn_blocking(sightline_runtime::telemetry::shutdown).await;
     std::process::exit(code);
+}
+
+/// Parses a `KEY=VALUE` job option.
+fn parse_option(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.to_owned())),
+        _ => Err(format!("expected KEY=VALUE, got {s:?}")),
+    }
 }
 
 async fn run(cli: Cli) -> anyhow::Result<i32> {
     if std::env::var_os("RUST_LOG").is_some() {
-        sightline_runtime::telemetry::init();
+        sightline_runtime::telemetry::init_as("sightline");
     }
     match cli.command {
-        Command::Run { dir, out, route, json } => jobs::run_embedded(&dir, &out, route, json).await,
-        Command::Submit { dir, s3_prefix, urls, collection, kind, route, wait, timeout_secs, json } => {
-            let source = match (dir, s3_prefix, urls) {
+        Command::Run { dir, out, route, json } => jobs::run_embedded(&dir, &out, "run", route, json).await,
+        Command::Annotate { collections, out, json } => {
+            jobs::run_embedded(&collections, &out, "annotate", jobs::default_route("annotate")?, json).await
+        }
+        Command::Dedup { dir, out, max_distance, json } => {
+            dedup_cmd::run(&dir, &out, max_distance, json).await.map(|()| 0)
+        }
+        Command::Submit {
+            positional,
+            collections,
+            out,
+            s3_prefix,
+            urls,
+            collection,
+            kind,
+            route,
+            options,
+            wait,
+            timeout_secs,
+            json,
+        } => {
+            const KINDS: [&str; 3] = ["ingest", "dedup", "annotate"];
+            let mut positional = positional.into_iter();
+            let (kind_word, dir) = match positional.next() {
+                Some(k) if KINDS.contains(&k.as_str()) && !std::path::Path::new(&k).is_dir() => {
+                    (Some(k), positional.next().map(PathBuf::from))
+                }
+                other => (None, other.map(PathBuf::from)),
+            };
+            let kind = kind_word.or(kind).unwrap_or_else(|| "ingest".to_owned());
+            let route = match route {
+                Some(r) => r,
+                None => jobs::default_route(&kind)?,
+            };
+            let source = match (dir.or(collections), s3_prefix, urls) {
                 (Some(d), _, _) => jobs::SubmitSource::Dir(d),
                 (_, Some(p), _) => jobs::SubmitSource::Prefix(p),
                 (_, _, Some(f)) => {
@@ -134,13 +255,16 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                         .collect();
                     jobs::SubmitSource::Urls(urls, collection)
                 }
-                _ => anyhow::bail!("give a folder, --s3-prefix or --urls"),
+                _ => anyhow::bail!("give a folder (or --collections), --s3-prefix or --urls"),
             };
-            jobs::submit(&cli.common, source, kind, route, wait, timeout_secs, json).await
+            jobs::submit(&cli.common, source, kind, route, wait, timeout_secs, out.as_deref(), options, json).await
         }
         Command::Status { job, json } => jobs::status(&cli.common, job, json).await,
         Command::Results { job, json } => jobs::results(&cli.common, job, json).await,
         Command::Dlq { command } => dlq::run(&cli.common, command).await,
+        Command::Face { files, json, embeddings, face } => face_cmd::run(files, face, json, embeddings).await,
+        Command::Ocr { files, json, ocr } => ocr_cmd::run(files, ocr, json).await,
+        Command::Cluster(args) => tokio::task::spawn_blocking(move || cluster_cmd::run(args)).await?,
         Command::Models { command } => tokio::task::spawn_blocking(move || models::run(command)).await?,
     }
 }
