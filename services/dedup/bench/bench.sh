@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Dedup throughput, in one run on the same images: Sightline's dedup stage (read, exact claim,
-# decode, pixel hash, perceptual hash, near-duplicate index; `examples/bench.rs`) against
+# decode, pixel hash, perceptual hash, near-duplicate index; `examples/dedup_bench.rs`) against
 # imagededup's PHash from PyPI (encode_images + find_duplicates; `imagededup_phash.py`),
 # on all cores and on one, and the ratio. See docs/dedup.md.
 #
@@ -34,8 +34,8 @@ if [ "$(cat "$marker" 2>/dev/null)" != "${requirements[*]}" ]; then
 fi
 
 echo "bench: building the Sightline benchmark (release)" >&2
-(cd "$repo" && cargo build --quiet --release -p sightline-dedup --example bench)
-sightline="${CARGO_TARGET_DIR:-$repo/target}/release/examples/bench"
+(cd "$repo" && cargo build --quiet --release -p sightline-dedup --example dedup_bench)
+sightline="${CARGO_TARGET_DIR:-$repo/target}/release/examples/dedup_bench"
 
 count="$(find "$data" -type f ! -name '.*' | wc -l)"
 echo "bench: $count files in $data, $threads thread(s), best of $repeat" >&2

@@ -30,8 +30,8 @@ if ! "$VENV/bin/python" -c 'import rapidocr, cv2, onnxruntime' 2>/dev/null; then
     wheel="$CACHE/downloads/rapidocr-3.10.0-py3-none-any.whl"
     if [[ -f "$wheel" ]]; then "$VENV/bin/pip" install -q --no-deps "$wheel"; else "$VENV/bin/pip" install -q --no-deps rapidocr==3.10.0; fi
 fi
-cargo build -q --release -p sightline-ocr --example bench
-ours="target/release/examples/bench"
+cargo build -q --release -p sightline-ocr --example ocr_bench
+ours="${CARGO_TARGET_DIR:-target}/release/examples/ocr_bench"
 
 # Our configuration as RapidOCR params, on our model files, with the same thread count.
 params="$("$ours" --params | "$VENV/bin/python" -c '

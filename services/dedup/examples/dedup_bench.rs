@@ -3,7 +3,7 @@
 //! the stage's own `Dedup::decide` over the in-memory backends (a local folder store and
 //! in-memory coordination), with `--threads` images in flight.
 //!
-//! `cargo run --release -p sightline-dedup --example bench -- DIR [--threads N] [--repeat R] [--json]`
+//! `cargo run --release -p sightline-dedup --example dedup_bench -- DIR [--threads N] [--repeat R] [--json]`
 //!
 //! Prints images per second (best of `R` runs, each over every image under DIR with fresh
 //! coordination, so every run does the full work), and a per-phase breakdown on one thread.

@@ -6,7 +6,7 @@
 //! the largest threshold that calls no two different pictures duplicates. It also measures
 //! how far a JPEG re-save at quality 100 is from the PNG of the same pixels.
 //!
-//! `cargo run --release -p sightline-dedup --example hashes -- ../shared/data/neardup`
+//! `cargo run --release -p sightline-dedup --example dedup_hashes -- ../shared/data/neardup`
 
 use std::collections::BTreeMap;
 use std::io::Cursor;

@@ -1,7 +1,7 @@
 //! Accuracy of the dedup stage on `shared/data/neardup`: precision and recall per transform
 //! and overall, and the false-duplicate rate on the `distinct` photos.
 //!
-//! `cargo run --release -p sightline-dedup --example eval -- --data ../shared/data/neardup [--max-distance N] [--shuffles K] [--json]`
+//! `cargo run --release -p sightline-dedup --example dedup_eval -- --data ../shared/data/neardup [--max-distance N] [--shuffles K] [--json]`
 //!
 //! Every image goes through the stage's own decision code (`Dedup::decide`: exact claims,
 //! decode, fingerprint, near-duplicate index) over the in-memory backends, one at a time, in

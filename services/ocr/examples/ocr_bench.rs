@@ -5,7 +5,7 @@
 //! `OCR_LINE_WORKERS` override the engine options.
 //!
 //!   eval "$(models/fetch.sh)"
-//!   cargo run --release -p sightline-ocr --example bench -- [--rapidocr-defaults] [--npy-dir DIR] FILE...
+//!   cargo run --release -p sightline-ocr --example ocr_bench -- [--rapidocr-defaults] [--npy-dir DIR] FILE...
 //!
 //! `--npy-dir DIR` reads the pixels from `DIR/<file name>.npy` (the BGR arrays RapidOCR decoded,
 //! saved by `rapidocr_run.py` with `DUMP_NPY=DIR`) instead of decoding the file: it separates
