@@ -62,9 +62,26 @@ pub fn list_files(dir: &Path) -> anyhow::Result<Vec<(PathBuf, String)>> {
 }
 
 /// Uploads every file under `dir` to `prefix` + relative path, 16 at a time, with a progress
-/// bar. Returns how many were uploaded.
-pub async fn upload_dir(blob: Arc<dyn BlobStore>, dir: &Path, prefix: &str) -> anyhow::Result<usize> {
-    let files = list_files(dir)?;
+/// bar. Returns how many were uploaded. With `collections_only`, files directly in `dir` (a
+/// README, a truth file) are left out: only sub-folders are collections.
+pub async fn upload_dir(
+    blob: Arc<dyn BlobStore>,
+    dir: &Path,
+    prefix: &str,
+    collections_only: bool,
+) -> anyhow::Result<usize> {
+    let mut files = list_files(dir)?;
+    if collections_only {
+        let before = files.len();
+        files.retain(|(_, rel)| rel.contains('/'));
+        if files.len() < before {
+            eprintln!(
+                "leaving out {} file(s) outside the collections (directly in {})",
+                before - files.len(),
+                dir.display()
+            );
+        }
+    }
     if files.is_empty() {
         bail!("no files under {}", dir.display());
     }
@@ -188,7 +205,7 @@ pub async fn run_embedded(dir: &Path, out: &Path, kind: &str, route: Vec<String>
     let storage = out.join("storage");
     let backends = Backends::embedded(&storage).context("open local storage")?;
     let started = std::time::Instant::now();
-    let uploaded = upload_dir(backends.blob.clone(), dir, &format!("uploads/{job}/")).await?;
+    let uploaded = upload_dir(backends.blob.clone(), dir, &format!("uploads/{job}/"), kind == "annotate").await?;
     let settings = RunnerSettings { retry_base_ms: 50, retry_max_ms: 500, ..RunnerSettings::default() };
     let pipeline = Pipeline::start(backends.clone(), stages, settings);
     submit_job(backends.bus.as_ref(), &spec).await.context("submit job")?;
@@ -276,7 +293,7 @@ pub async fn submit(
     let source = match source {
         SubmitSource::Dir(dir) => {
             let prefix = format!("uploads/{job}/");
-            let n = upload_dir(backends.blob.clone(), &dir, &prefix).await?;
+            let n = upload_dir(backends.blob.clone(), &dir, &prefix, kind == "annotate").await?;
             if !json {
                 eprintln!("uploaded {n} files to {prefix}");
             }

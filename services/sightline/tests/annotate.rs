@@ -48,7 +48,7 @@ fn annotate_labels_every_sample_file_and_reports_duplicates() {
     }
     let sample = repo().join("tests/fixtures/sample");
     let scratch = tempfile::tempdir().expect("temp dir");
-    // The collections only (the sample folder also holds its truth and licences).
+    // The collections, and a file beside them that is in no collection (left out, not failed).
     let input = scratch.path().join("collections");
     for c in COLLECTIONS {
         std::fs::create_dir_all(input.join(c)).expect("mkdir");
@@ -57,6 +57,7 @@ fn annotate_labels_every_sample_file_and_reports_duplicates() {
             std::fs::copy(entry.path(), input.join(c).join(entry.file_name())).expect("copy");
         }
     }
+    std::fs::copy(sample.join("LICENSES.md"), input.join("LICENSES.md")).expect("copy licences");
     let out = scratch.path().join("out");
     let run = Command::new(env!("CARGO_BIN_EXE_sightline"))
         .args(["annotate", "--collections"])
@@ -73,6 +74,8 @@ fn annotate_labels_every_sample_file_and_reports_duplicates() {
         String::from_utf8_lossy(&run.stderr)
     );
 
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.contains("leaving out 1 file(s) outside the collections"), "{stderr}");
     let text = std::fs::read_to_string(out.join("labels.csv")).expect("labels.csv");
     assert!(text.starts_with("collection,file,label,cluster,duplicate_of\n"), "header: {text:.80}");
     let labels = score::parse_labels(&text).expect("labels.csv parses");
