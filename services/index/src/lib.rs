@@ -3,7 +3,10 @@
 //! Each indexed image is one small JSON entry in S3 under `index/<collection>/entries/`,
 //! naming its label and its embedding blob, so the index is durable and shared: a restarted
 //! or added replica rebuilds its in-memory index with [`VectorIndex::load`]. Search is exact
-//! cosine similarity over L2-normalised vectors.
+//! cosine similarity over L2-normalised vectors; [`search`] adds the approximate index, its
+//! serialisation per catalogue and the OCR-text re-ranking that search by photo uses.
+
+pub mod search;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -161,6 +164,16 @@ impl VectorIndex {
     /// Whether empty.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+
+    /// The vectors' dimension (0 when empty).
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// The vector of entry `i`.
+    pub fn vector(&self, i: usize) -> &[f32] {
+        &self.vectors[i * self.dim..(i + 1) * self.dim]
     }
 
     /// The `k` most similar entries to `query` (L2-normalised), best first.
