@@ -9,6 +9,7 @@ mod jobs;
 mod models;
 mod ocr_cmd;
 mod output;
+mod search_cmd;
 
 use std::path::PathBuf;
 
@@ -173,6 +174,10 @@ enum Command {
     /// column that is ignored). Writes OUT/assignments.csv (row,cluster,halo), the decision graph
     /// (OUT/decision_graph.csv and .svg) and OUT/summary.json.
     Cluster(cluster_cmd::ClusterArgs),
+    /// Search by photo in this process: embed (and OCR) a catalogue folder and a queries folder,
+    /// index the catalogue, print each query's best catalogue items. Needs the models
+    /// (`models/fetch.sh`).
+    Search(search_cmd::SearchArgs),
     /// Check the models against their reference outputs.
     Models {
         #[command(subcommand)]
@@ -264,6 +269,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Dlq { command } => dlq::run(&cli.common, command).await,
         Command::Face { files, json, embeddings, face } => face_cmd::run(files, face, json, embeddings).await,
         Command::Ocr { files, json, ocr } => ocr_cmd::run(files, ocr, json).await,
+        Command::Search(args) => search_cmd::run(args).await,
         Command::Cluster(args) => tokio::task::spawn_blocking(move || cluster_cmd::run(args)).await?,
         Command::Models { command } => tokio::task::spawn_blocking(move || models::run(command)).await?,
     }

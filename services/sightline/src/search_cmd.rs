@@ -1,0 +1,312 @@
+//! `sightline search --catalog DIR --queries DIR`: search by photo in this process. Every image
+//! is embedded with the embed stage's model and preprocessing, on detect's main-subject crop
+//! unless `--no-crop`, and read with the OCR stage's engine unless `--no-ocr`; the catalogue
+//! goes into a [`SearchIndex`] (exact below `--ann-min` items, HNSW above), and each query gets
+//! its best catalogue items.
+//!
+//! Self-contained (no `crate::` paths) so that `examples/search_eval.rs` compiles it too.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use futures::StreamExt;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use sightline_embed::{EmbedConfig, Embedder, Fit};
+use sightline_imaging::Limits;
+use sightline_index::search::{
+    AnnParams, CatalogItem, DEFAULT_ANN_MIN, DEFAULT_CANDIDATES, DEFAULT_TEXT_WEIGHT, SearchIndex, SearchOptions,
+};
+use sightline_inference::ModelStore;
+use sightline_ocr::{OcrArgs, OcrEngine};
+
+/// `sightline search` options.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SearchArgs {
+    /// Folder of catalogue images (one per product; searched recursively).
+    #[arg(long)]
+    pub catalog: PathBuf,
+    /// Folder of query images (searched recursively).
+    #[arg(long)]
+    pub queries: PathBuf,
+    /// Matches per query.
+    #[arg(long, default_value_t = 5)]
+    pub k: usize,
+    /// Print a JSON array: [{"query", "matches": [{"item", "score"}]}], best first.
+    #[arg(long)]
+    pub json: bool,
+    /// Skip OCR (visual similarity only; much faster).
+    #[arg(long)]
+    pub no_ocr: bool,
+    /// Embed the whole image instead of detect's main-subject crop (the crop is what the
+    /// pipeline route ingest → detect → embed stores, and measured slightly better).
+    #[arg(long, env = "SEARCH_NO_CROP")]
+    pub no_crop: bool,
+    /// Weight of OCR text similarity in the score (cosine + weight × bigram Jaccard).
+    #[arg(long, env = "SEARCH_TEXT_WEIGHT", default_value_t = DEFAULT_TEXT_WEIGHT)]
+    pub text_weight: f32,
+    /// Visual candidates re-ranked with text.
+    #[arg(long, env = "SEARCH_CANDIDATES", default_value_t = DEFAULT_CANDIDATES)]
+    pub candidates: usize,
+    /// Catalogues with at least this many items are searched through the HNSW graph.
+    #[arg(long, env = "SEARCH_ANN_MIN", default_value_t = DEFAULT_ANN_MIN)]
+    pub ann_min: usize,
+    /// The embed stage's options (the same flags and environment variables).
+    #[command(flatten)]
+    pub embed: sightline_embed::EmbedArgs,
+}
+
+/// One query's answer.
+#[derive(Debug, Serialize)]
+pub struct QueryResult {
+    /// The query's file name (relative to the queries folder).
+    pub query: String,
+    /// Best first.
+    pub matches: Vec<Item>,
+    /// Why the query could not be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One match.
+#[derive(Debug, Serialize)]
+pub struct Item {
+    /// The catalogue file name (relative to the catalogue folder).
+    pub item: String,
+    /// The fused score (cosine, plus the weighted text similarity when both have text).
+    pub score: f32,
+}
+
+/// What one image gave.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct Features {
+    /// Name relative to its folder.
+    pub name: String,
+    /// The L2-normalised embedding (empty on error).
+    pub vector: Vec<f32>,
+    /// OCR lines joined by spaces (empty: none, or OCR off).
+    pub text: String,
+    /// Why the image could not be read.
+    pub error: Option<String>,
+}
+
+/// The image files under `dir`, sorted, as (path, name relative to `dir`).
+pub fn image_files(dir: &Path) -> anyhow::Result<Vec<(PathBuf, String)>> {
+    const EXT: [&str; 8] = ["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"];
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).with_context(|| format!("read folder {}", d.display()))? {
+            let path = entry?.path();
+            let hidden = path.file_name().and_then(|n| n.to_str()).is_none_or(|n| n.starts_with('.'));
+            if hidden {
+                continue;
+            }
+            if path.is_dir() {
+                stack.push(path);
+            } else if path
+                .extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| EXT.contains(&e.to_lowercase().as_str()))
+            {
+                let rel = path.strip_prefix(dir).unwrap_or(&path).to_string_lossy().replace('\\', "/");
+                out.push((path, rel));
+            }
+        }
+    }
+    out.sort_by(|a, b| a.1.cmp(&b.1));
+    if out.is_empty() {
+        bail!("no images under {}", dir.display());
+    }
+    Ok(out)
+}
+
+/// The embedding model and, unless OCR is off, the OCR engine, loaded once per process.
+pub struct Extractor {
+    embedder: Arc<Embedder>,
+    ocr: Option<Arc<OcrEngine>>,
+    detect: Option<Arc<sightline_detect::Analyzer>>,
+    limits: Limits,
+    fit: Fit,
+}
+
+impl Extractor {
+    /// Loads the models (`models/fetch.sh` puts them where `SIGHTLINE_MODELS` says).
+    pub async fn load(ocr: bool, crop: bool, config: EmbedConfig) -> anyhow::Result<Self> {
+        let handle = tokio::runtime::Handle::current();
+        let (embedder, ocr, detect) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+            let store = ModelStore::from_env().context("read the model manifest")?;
+            let embedder = Embedder::load(&store, &config, &handle)
+                .context("load the embedding model (run models/fetch.sh and export what it prints)")?;
+            let detect = if crop {
+                store.verify(&sightline_detect::MODELS).context("detect models missing (run models/fetch.sh)")?;
+                Some(Arc::new(
+                    sightline_detect::Analyzer::load(&store, Default::default()).context("load the detect models")?,
+                ))
+            } else {
+                None
+            };
+            let ocr = if ocr {
+                let args = OcrArgs::default();
+                Some(Arc::new(
+                    OcrEngine::from_env(&args.engine_options(), args.config())
+                        .context("load the OCR models (run models/fetch.sh and export what it prints)")?,
+                ))
+            } else {
+                None
+            };
+            Ok((Arc::new(embedder), ocr, detect))
+        })
+        .await
+        .context("load models")??;
+        Ok(Self { embedder, ocr, detect, limits: config.limits, fit: config.fit })
+    }
+
+    /// Embeds (and reads) one image as the embed and OCR stages do.
+    pub async fn features(&self, path: PathBuf, name: String) -> Features {
+        match self.try_features(path, &name).await {
+            Ok((vector, text)) => Features { name, vector, text, error: None },
+            Err(e) => Features { name, vector: Vec::new(), text: String::new(), error: Some(format!("{e:#}")) },
+        }
+    }
+
+    async fn try_features(&self, path: PathBuf, name: &str) -> anyhow::Result<(Vec<f32>, String)> {
+        let bytes = Arc::new(tokio::fs::read(&path).await.with_context(|| format!("read {}", path.display()))?);
+        let (b, n, limits, fit, detect) = (bytes.clone(), name.to_owned(), self.limits, self.fit, self.detect.clone());
+        let tensor = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+            let (_, img) = sightline_imaging::decode(&b, Some(&n), &limits).context("decode image")?;
+            let rgb = img.to_rgb8();
+            let crop = match detect {
+                Some(d) => {
+                    let (found, _) = d.analyse(&rgb).context("find the main subject")?;
+                    (!found.crop_full).then_some(found.crop)
+                }
+                None => None,
+            };
+            let prepared = sightline_embed::prepare(&rgb, crop, fit).context("prepare image")?;
+            Ok(sightline_embed::input_tensor(&prepared))
+        })
+        .await
+        .context("prepare task")??;
+        let vector = self.embedder.embed(tensor).await.map_err(anyhow::Error::msg).context("embed")?;
+        let text = match &self.ocr {
+            None => String::new(),
+            Some(engine) => {
+                let (engine, n, limits) = (engine.clone(), name.to_owned(), self.limits);
+                tokio::task::spawn_blocking(move || engine.read_bytes(&bytes, Some(&n), &limits))
+                    .await
+                    .context("ocr task")?
+                    .context("read text")?
+                    .0
+                    .lines
+                    .iter()
+                    .map(|l| l.text.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            }
+        };
+        Ok((vector, text))
+    }
+
+    /// The features of every image under `dir`, in name order, with a progress bar on stderr.
+    pub async fn folder(&self, dir: &Path, what: &str) -> anyhow::Result<Vec<Features>> {
+        let files = image_files(dir)?;
+        let bar = ProgressBar::new(files.len() as u64);
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {msg:10} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        bar.set_message(what.to_owned());
+        // Two at a time: one image's OCR overlaps the other's decoding and embedding.
+        let out = futures::stream::iter(files)
+            .map(|(path, name)| {
+                let bar = bar.clone();
+                async move {
+                    let f = self.features(path, name).await;
+                    bar.inc(1);
+                    f
+                }
+            })
+            .buffered(2)
+            .collect()
+            .await;
+        bar.finish_and_clear();
+        Ok(out)
+    }
+}
+
+/// The catalogue's index over `features` (images that failed are skipped with a warning).
+pub fn build_index(features: &[Features], ann_min: usize) -> anyhow::Result<SearchIndex> {
+    let mut index = SearchIndex::new(sightline_embed::DIM);
+    for f in features {
+        if let Some(e) = &f.error {
+            eprintln!("warning: catalogue image {} skipped: {e}", f.name);
+            continue;
+        }
+        index.add(CatalogItem { name: f.name.clone(), text: f.text.clone() }, &f.vector)?;
+    }
+    if index.is_empty() {
+        bail!("no catalogue image could be read");
+    }
+    index.build(AnnParams::default(), ann_min)?;
+    Ok(index)
+}
+
+/// Answers every query.
+pub fn answer(index: &SearchIndex, queries: &[Features], opts: &SearchOptions) -> Vec<QueryResult> {
+    queries
+        .iter()
+        .map(|q| QueryResult {
+            query: q.name.clone(),
+            matches: if q.error.is_some() {
+                Vec::new()
+            } else {
+                index
+                    .search(&q.vector, &q.text, opts)
+                    .into_iter()
+                    .map(|m| Item { item: index.items()[m.index].name.clone(), score: m.score })
+                    .collect()
+            },
+            error: q.error.clone(),
+        })
+        .collect()
+}
+
+/// Runs the command. Exit code 1 when an image could not be read (its query carries `error`;
+/// a catalogue image is skipped with a warning); the rest is still answered.
+pub async fn run(args: SearchArgs) -> anyhow::Result<i32> {
+    if args.k == 0 {
+        bail!("--k must be at least 1");
+    }
+    // Fail on an empty or missing folder before spending seconds loading models.
+    image_files(&args.catalog)?;
+    image_files(&args.queries)?;
+    let extractor = Extractor::load(!args.no_ocr, !args.no_crop, args.embed.clone().into()).await?;
+    let catalog = extractor.folder(&args.catalog, "catalogue").await?;
+    let queries = extractor.folder(&args.queries, "queries").await?;
+    let failed = catalog.iter().chain(&queries).any(|f| f.error.is_some());
+    let ann_min = args.ann_min;
+    let index = tokio::task::spawn_blocking(move || build_index(&catalog, ann_min)).await.context("index task")??;
+    let opts = SearchOptions {
+        k: args.k,
+        candidates: args.candidates.max(args.k),
+        text_weight: if args.no_ocr { 0.0 } else { args.text_weight.max(0.0) },
+    };
+    let results = answer(&index, &queries, &opts);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&results)?);
+    } else {
+        for r in &results {
+            println!("{}", r.query);
+            if let Some(e) = &r.error {
+                println!("  error: {e}");
+            }
+            for m in &r.matches {
+                println!("  {:.4}  {}", m.score, m.item);
+            }
+        }
+    }
+    Ok(i32::from(failed))
+}
