@@ -11,14 +11,14 @@
 pub mod analysis;
 pub mod models;
 
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
 use image::RgbImage;
 use serde::Serialize;
 use sightline_imaging::Limits;
-use sightline_inference::{InferenceError, ModelStore};
+use sightline_inference::{InferenceError, LoadOnce, ModelStore};
 use sightline_messages::{Body, ItemOutcome, KIND_IMAGE};
 use sightline_runtime::{Ctx, Effect, Input, Stage, StageError};
 use tracing::debug;
@@ -294,37 +294,26 @@ impl Analyzer {
 pub struct Detect {
     config: DetectConfig,
     store: Arc<ModelStore>,
-    loaded: Arc<OnceLock<Arc<Analyzer>>>,
-    loading: Arc<Mutex<()>>,
+    analyzer: LoadOnce<Analyzer>,
 }
 
 impl Detect {
     /// The stage over `store` (shared with the other model stages of the process).
     pub fn new(config: DetectConfig, store: Arc<ModelStore>) -> Self {
-        Self { config, store, loaded: Arc::new(OnceLock::new()), loading: Arc::new(Mutex::new(())) }
+        Self { config, store, analyzer: LoadOnce::new() }
     }
 
     /// The analyser, loading the models if needed. The load runs to completion on the
     /// blocking pool even if the caller gives up waiting.
     pub async fn analyzer(&self) -> Result<Arc<Analyzer>, String> {
-        if let Some(a) = self.loaded.get() {
-            return Ok(a.clone());
-        }
-        let (store, config, cell, lock) = (self.store.clone(), self.config, self.loaded.clone(), self.loading.clone());
-        let task = tokio::task::spawn_blocking(move || {
-            let _one_loader = lock.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(a) = cell.get() {
-                return Ok(a.clone());
-            }
-            let a = Arc::new(Analyzer::load(&store, config)?);
-            tracing::info!(stage = NAME, models = ?MODELS, "models loaded");
-            Ok::<_, InferenceError>(cell.get_or_init(|| a).clone())
-        });
-        match task.await {
-            Ok(Ok(a)) => Ok(a),
-            Ok(Err(e)) => Err(format!("detect models: {e}")),
-            Err(e) => Err(format!("detect models: loading failed: {e}")),
-        }
+        let (store, config) = (self.store.clone(), self.config);
+        self.analyzer
+            .get_or_load("detect models", move || {
+                let a = Analyzer::load(&store, config)?;
+                tracing::info!(stage = NAME, models = ?MODELS, "models loaded");
+                Ok(a)
+            })
+            .await
     }
 }
 

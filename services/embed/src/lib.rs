@@ -5,7 +5,7 @@
 
 pub mod batch;
 
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -16,7 +16,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use sightline_imaging::Limits;
 use sightline_inference::preprocess::{self, ChannelOrder, Filter, Layout, Normalize};
-use sightline_inference::{InferenceError, ModelStore, PoolConfig, Runtime};
+use sightline_inference::{InferenceError, LoadOnce, ModelStore, PoolConfig, Runtime};
 use sightline_messages::{Body, ImageTask, KIND_IMAGE};
 use sightline_runtime::{Ctx, Effect, Input, Stage, StageError};
 use tracing::debug;
@@ -241,38 +241,27 @@ impl Embedder {
 pub struct Embed {
     config: EmbedConfig,
     store: Arc<ModelStore>,
-    loaded: Arc<OnceLock<Arc<Embedder>>>,
-    loading: Arc<Mutex<()>>,
+    embedder: LoadOnce<Embedder>,
 }
 
 impl Embed {
     /// The stage over `store` (shared with the other model stages of the process).
     pub fn new(config: EmbedConfig, store: Arc<ModelStore>) -> Self {
-        Self { config, store, loaded: Arc::new(OnceLock::new()), loading: Arc::new(Mutex::new(())) }
+        Self { config, store, embedder: LoadOnce::new() }
     }
 
     /// The embedder, loading the model if needed. The load runs to completion on the blocking
     /// pool even if the caller gives up waiting.
     pub async fn embedder(&self) -> Result<Arc<Embedder>, String> {
-        if let Some(e) = self.loaded.get() {
-            return Ok(e.clone());
-        }
-        let (store, config, cell, lock) = (self.store.clone(), self.config, self.loaded.clone(), self.loading.clone());
+        let (store, config) = (self.store.clone(), self.config);
         let handle = tokio::runtime::Handle::current();
-        let task = tokio::task::spawn_blocking(move || {
-            let _one_loader = lock.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(e) = cell.get() {
-                return Ok(e.clone());
-            }
-            let e = Arc::new(Embedder::load(&store, &config, &handle)?);
-            tracing::info!(stage = NAME, model = MODEL, batch = ?config.batch, "model loaded");
-            Ok::<_, InferenceError>(cell.get_or_init(|| e).clone())
-        });
-        match task.await {
-            Ok(Ok(e)) => Ok(e),
-            Ok(Err(e)) => Err(format!("embed model: {e}")),
-            Err(e) => Err(format!("embed model: loading failed: {e}")),
-        }
+        self.embedder
+            .get_or_load("embed model", move || {
+                let e = Embedder::load(&store, &config, &handle)?;
+                tracing::info!(stage = NAME, model = MODEL, batch = ?config.batch, "model loaded");
+                Ok(e)
+            })
+            .await
     }
 }
 

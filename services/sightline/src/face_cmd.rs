@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use serde::Serialize;
 use sightline_face::persons::cluster;
 use sightline_face::{Face, FaceArgs, FaceEngine, FaceJson, decode_rgb};
@@ -17,33 +17,10 @@ struct FileFaces {
     error: Option<String>,
 }
 
-/// Extensions of the image files taken from folders (files named explicitly are always read).
-const IMAGE_EXTENSIONS: [&str; 11] = ["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff", "pnm", "ppm", "pgm"];
-
-/// Expands folders (recursively, sorted, image extensions only) and keeps files as given.
-fn inputs(paths: Vec<PathBuf>) -> anyhow::Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    for p in paths {
-        if p.is_dir() {
-            out.extend(crate::jobs::list_files(&p)?.into_iter().map(|(path, _)| path).filter(|path| {
-                path.extension()
-                    .and_then(|e| e.to_str())
-                    .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
-            }));
-        } else {
-            out.push(p);
-        }
-    }
-    if out.is_empty() {
-        bail!("no files to analyse");
-    }
-    Ok(out)
-}
-
 /// Runs the command. Exit code 1 when a file could not be read or decoded (its entry carries
 /// `error` and no faces); the other files are still reported.
 pub async fn run(paths: Vec<PathBuf>, args: FaceArgs, json: bool, embeddings: bool) -> anyhow::Result<i32> {
-    let files = inputs(paths)?;
+    let files = crate::jobs::image_inputs(paths)?;
     let person_cfg = args.person_config();
     let analysed: Vec<(PathBuf, Result<Vec<Face>, String>)> = tokio::task::spawn_blocking(move || {
         let engine = FaceEngine::from_env(args.face_sessions, args.engine_config()).context("load the face models")?;

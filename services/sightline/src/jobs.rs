@@ -61,6 +61,30 @@ pub fn list_files(dir: &Path) -> anyhow::Result<Vec<(PathBuf, String)>> {
     Ok(out)
 }
 
+/// Extensions of the image files taken from folders (files named explicitly are always read).
+const IMAGE_EXTENSIONS: [&str; 11] = ["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff", "pnm", "ppm", "pgm"];
+
+/// The files of a command that takes FILE... : folders expanded (recursively, sorted, image
+/// extensions only), files kept as given. An error when nothing is left.
+pub fn image_inputs(paths: Vec<PathBuf>) -> anyhow::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            out.extend(list_files(&p)?.into_iter().map(|(path, _)| path).filter(|path| {
+                path.extension()
+                    .and_then(|e| e.to_str())
+                    .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+            }));
+        } else {
+            out.push(p);
+        }
+    }
+    if out.is_empty() {
+        bail!("no image files given");
+    }
+    Ok(out)
+}
+
 /// Uploads every file under `dir` to `prefix` + relative path, 16 at a time, with a progress
 /// bar. Returns how many were uploaded. With `collections_only`, files directly in `dir` (a
 /// README, a truth file) are left out: only sub-folders are collections.

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use serde::Serialize;
 use sightline_ocr::{OcrArgs, OcrEngine, OcrOutput};
 
@@ -17,33 +17,11 @@ struct FileText {
     error: Option<String>,
 }
 
-/// Extensions of the image files taken from folders (files named explicitly are always read).
-const IMAGE_EXTENSIONS: [&str; 11] = ["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff", "pnm", "ppm", "pgm"];
-
-fn inputs(paths: Vec<PathBuf>) -> anyhow::Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    for p in paths {
-        if p.is_dir() {
-            out.extend(crate::jobs::list_files(&p)?.into_iter().map(|(path, _)| path).filter(|path| {
-                path.extension()
-                    .and_then(|e| e.to_str())
-                    .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
-            }));
-        } else {
-            out.push(p);
-        }
-    }
-    if out.is_empty() {
-        bail!("no files to read");
-    }
-    Ok(out)
-}
-
 /// Runs the command: one entry per file, in the order given (folders expanded, sorted). Exit
 /// code 1 when a file could not be read or decoded (its entry carries `error`); the other files
 /// are still reported. An image without text has no lines.
 pub async fn run(paths: Vec<PathBuf>, args: OcrArgs, json: bool) -> anyhow::Result<i32> {
-    let files = inputs(paths)?;
+    let files = crate::jobs::image_inputs(paths)?;
     let results: Vec<FileText> = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<FileText>> {
         let engine = OcrEngine::from_env(&args.engine_options(), args.config())
             .context("load the OCR models (run models/fetch.sh and export what it prints)")?;

@@ -29,6 +29,7 @@
 pub mod error;
 pub mod manifest;
 pub mod npy;
+pub mod once;
 pub mod pool;
 pub mod preprocess;
 pub mod runtime;
@@ -36,6 +37,7 @@ pub mod store;
 pub mod verify;
 
 pub use error::{InferenceError, Result};
+pub use once::LoadOnce;
 pub use manifest::{Dim, Manifest, ModelSpec, PreprocessingSpec, TensorSpec};
 pub use pool::{Optimization, Outputs, PoolConfig, SessionPool};
 pub use runtime::{DYLIB_ENV, Runtime};
