@@ -13,6 +13,7 @@ mod annotate_stages;
 mod dedup;
 mod face;
 mod ocr;
+mod search;
 
 /// Files from `tests/fixtures/bad` that go into the job: (file, keyword its reason must contain).
 const BAD: [(&str, &str); 5] = [

@@ -241,3 +241,42 @@ pub fn copy_tree(from: &Path, to: &Path) {
         }
     }
 }
+
+/// A plain HTTP POST of a `multipart/form-data` body with one `file` part per (file name, bytes)
+/// on loopback; waits up to `timeout` for the answer; returns (status, body).
+pub fn http_post_multipart(
+    addr: SocketAddr,
+    path: &str,
+    files: &[(&str, &[u8])],
+    timeout: Duration,
+) -> Option<(u16, String)> {
+    const BOUNDARY: &str = "sightline-e2e-7d1f3a";
+    let mut body = Vec::new();
+    for (name, bytes) in files {
+        write!(
+            body,
+            "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n\
+             Content-Type: application/octet-stream\r\n\r\n"
+        )
+        .ok()?;
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    write!(body, "--{BOUNDARY}--\r\n").ok()?;
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(timeout)).ok()?;
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+         Content-Type: multipart/form-data; boundary={BOUNDARY}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .ok()?;
+    s.write_all(&body).ok()?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).ok()?;
+    let buf = String::from_utf8_lossy(&buf);
+    let status = buf.split_whitespace().nth(1)?.parse().ok()?;
+    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    Some((status, body))
+}

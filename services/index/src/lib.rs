@@ -6,6 +6,8 @@
 //! cosine similarity over L2-normalised vectors; [`search`] adds the approximate index, its
 //! serialisation per catalogue and the OCR-text re-ranking that search by photo uses.
 
+pub mod api;
+pub mod query;
 pub mod search;
 
 use async_trait::async_trait;
@@ -38,6 +40,9 @@ pub struct Entry {
     pub label: String,
     /// Its cluster, when clustered.
     pub cluster: Option<u32>,
+    /// Its OCR text (lines joined by spaces), when the route read any: catalogues re-rank with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
 }
 
 use sightline_blob::key_segment as hex_name;
@@ -53,6 +58,19 @@ pub fn entry_key(collection: &str, job: Uuid, item: u64) -> String {
 }
 
 pub use sightline_messages::vector::decode as decode_vector;
+
+/// The OCR stage's lines of `task` joined by spaces; `None` when OCR was not on the route or
+/// read nothing.
+pub fn ocr_text(task: &ImageTask) -> Option<String> {
+    let lines = task.annotations.get("ocr")?.get("lines")?.as_array()?;
+    let text = lines
+        .iter()
+        .filter_map(|l| l.get("text").and_then(|t| t.as_str()))
+        .filter(|t| !t.trim().is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    (!text.is_empty()).then_some(text)
+}
 
 /// The entry for an image task leaving the route at index.
 pub fn entry_for(task: &ImageTask) -> Result<Entry, String> {
@@ -73,10 +91,12 @@ pub fn entry_for(task: &ImageTask) -> Result<Entry, String> {
         embedding_key,
         label: cluster.and_then(|c| c.get("label")).and_then(|l| l.as_str()).unwrap_or("unlabelled").to_owned(),
         cluster: cluster.and_then(|c| c.get("cluster")).and_then(|c| c.as_u64()).map(|c| c as u32),
+        text: ocr_text(task),
     })
 }
 
-/// The index stage.
+/// The index stage. A task whose job options name a catalogue (`search.catalog`) is a query:
+/// it is answered from that catalogue ([`query`]) instead of being indexed.
 pub struct IndexStage;
 
 #[async_trait]
@@ -93,6 +113,11 @@ impl Stage for IndexStage {
         let Body::Image(mut task) = input.body else {
             return Err(StageError::permanent("index handles image tasks only"));
         };
+        if let Some(request) = query::QueryRequest::from_task(&task) {
+            let answer = query::answer(ctx, &task, &request).await?;
+            task.annotations.insert(query::ANNOTATION.to_owned(), answer);
+            return Ok(vec![Effect::forward(task, NAME)]);
+        }
         let entry = entry_for(&task).map_err(StageError::permanent)?;
         let key = entry_key(&entry.collection, entry.job_id, entry.item);
         let json = serde_json::to_vec(&entry).map_err(|e| StageError::permanent(format!("encode entry: {e}")))?;

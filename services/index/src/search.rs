@@ -355,11 +355,13 @@ impl SearchIndex {
         Self { items: Vec::new(), grams: Vec::new(), vectors: Vec::new(), dim, ann: None }
     }
 
-    /// The items of an index stage's collection ([`VectorIndex`]), without text.
+    /// The items of an index stage's collection ([`VectorIndex`]) with their OCR text, named
+    /// by file name within the collection (ingest names them `<collection>/<file>`).
     pub fn from_vector_index(index: &VectorIndex) -> Result<Self, SearchError> {
         let mut out = Self::new(index.dim());
         for (i, entry) in index.entries.iter().enumerate() {
-            out.add(CatalogItem { name: entry.name.clone(), text: String::new() }, index.vector(i))?;
+            let name = entry.name.strip_prefix(&format!("{}/", entry.collection)).unwrap_or(&entry.name).to_owned();
+            out.add(CatalogItem { name, text: entry.text.clone().unwrap_or_default() }, index.vector(i))?;
         }
         Ok(out)
     }
@@ -635,10 +637,12 @@ mod tests {
             embedding_key: String::new(),
             label: "product".into(),
             cluster: None,
+            text: (item == 1).then(|| "Alpro soya".to_owned()),
         };
         let stored = VectorIndex { entries: vec![entry(0), entry(1)], vectors: vec![1.0, 0.0, 0.0, 1.0], dim: 2 };
         let index = SearchIndex::from_vector_index(&stored).expect("catalogue");
         assert_eq!(index.items().iter().map(|i| i.name.as_str()).collect::<Vec<_>>(), ["0.jpg", "1.jpg"]);
+        assert_eq!(index.items()[1].text, "Alpro soya", "entries carry their OCR text into the catalogue");
         let best = index.search(&[0.0, 1.0], "", &SearchOptions { k: 1, ..Default::default() });
         assert_eq!((best[0].index, best[0].score), (1, 1.0));
     }

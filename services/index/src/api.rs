@@ -1,0 +1,485 @@
+//! The search HTTP API the `sightline-index` binary serves beside its worker.
+//!
+//! Services never call each other: a request becomes a job on the bus, routed
+//! ingest → detect → embed → ocr → index like any other, and the answer is read back from the
+//! job's record. Catalogue images are indexed by the index stage; a search photo is embedded and
+//! read by the model stages and answered by the index stage's query mode ([`crate::query`]).
+//! This process never embeds an image itself (only the model stages link ONNX Runtime).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::extract::multipart::MultipartRejection;
+use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sightline_messages::{ItemOutcome, JobSpec, Source};
+use sightline_runtime::Backends;
+use sightline_runtime::embedded::wait_for_job;
+use sightline_runtime::records::read_records;
+use sightline_runtime::runner::submit_job;
+use tracing::{info, warn};
+use uuid::Uuid;
+
+use crate::entries_prefix;
+use crate::query::{self, OPTION_CATALOG, OPTION_K};
+
+/// The route every request's job follows.
+pub const ROUTE: [&str; 5] = ["ingest", "detect", "embed", "ocr", "index"];
+/// The job kind of catalogue uploads.
+pub const KIND_CATALOG: &str = "catalog";
+/// The job kind of searches.
+pub const KIND_SEARCH: &str = "search";
+/// The collection a search photo is uploaded to (queries are never indexed).
+const QUERY_COLLECTION: &str = "query";
+
+/// Limits and timeouts of the API.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// How long a search waits for its job.
+    pub search_timeout: Duration,
+    /// How long `POST /v1/catalog/{name}/items?wait=true` waits for its job.
+    pub catalog_timeout: Duration,
+    /// The largest request body, in bytes.
+    pub max_body: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            search_timeout: Duration::from_secs(60),
+            catalog_timeout: Duration::from_secs(300),
+            max_body: 20 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Clone)]
+struct ApiState {
+    backends: Backends,
+    config: Arc<ApiConfig>,
+}
+
+/// A JSON error: `{"error": ...}` (and the job, when one was started) with its status.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+    job: Option<Uuid>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self { status, message: message.into(), job: None }
+    }
+
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    fn internal(what: &str, e: impl std::fmt::Display) -> Self {
+        warn!(error = %e, "{what}");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, format!("{what}: {e}"))
+    }
+
+    fn with_job(mut self, job: Uuid) -> Self {
+        self.job = Some(job);
+        self
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = json!({ "error": self.message });
+        if let Some(job) = self.job {
+            body["job"] = json!(job);
+        }
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+/// The API's routes over `backends`.
+pub fn router(backends: Backends, config: ApiConfig) -> Router {
+    let max_body = config.max_body;
+    let state = ApiState { backends, config: Arc::new(config) };
+    Router::new()
+        .route("/v1/catalog/{name}/items", post(add_items))
+        .route("/v1/catalog/{name}", get(catalog_stats))
+        .route("/v1/search", post(search))
+        .route("/v1/openapi.json", get(|| async { axum::Json(openapi()) }))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route (see /v1/openapi.json)") })
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(state)
+}
+
+/// A catalogue name: 1 to 64 letters, digits, `.`, `_` or `-` (it becomes a storage key segment
+/// and a collection name).
+pub fn valid_catalog(name: &str) -> Result<(), ApiError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!("catalogue name {name:?}: use 1 to 64 letters, digits, '.', '_' or '-'")))
+    }
+}
+
+/// A safe file name from a client's: the last path component, odd characters replaced.
+pub fn file_name(raw: &str) -> String {
+    let last = raw.rsplit(['/', '\\']).next().unwrap_or("");
+    let clean: String = last
+        .chars()
+        .map(|c| if c.is_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' })
+        .take(100)
+        .collect();
+    let clean = clean.trim_start_matches('.');
+    if clean.is_empty() { "upload".to_owned() } else { clean.to_owned() }
+}
+
+/// The file parts of a multipart body, as (safe file name, bytes); other fields are ignored.
+async fn files(multipart: Result<Multipart, MultipartRejection>) -> Result<Vec<(String, Bytes)>, ApiError> {
+    let mut multipart = multipart.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
+    let mut out: Vec<(String, Bytes)> = Vec::new();
+    loop {
+        let field = match multipart.next_field().await {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) => return Err(ApiError::new(e.status(), format!("read the upload: {}", e.body_text()))),
+        };
+        let Some(name) = field.file_name().map(file_name) else { continue };
+        let bytes = field
+            .bytes()
+            .await
+            .map_err(|e| ApiError::new(e.status(), format!("read the upload: {}", e.body_text())))?;
+        if out.iter().any(|(n, _)| *n == name) {
+            return Err(ApiError::bad_request(format!("file name {name:?} given twice")));
+        }
+        out.push((name, bytes));
+    }
+    if out.is_empty() {
+        return Err(ApiError::bad_request("no file in the multipart body"));
+    }
+    Ok(out)
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Uploads `files` under `uploads/<job>/<collection>/` and publishes the job.
+async fn start_job(
+    backends: &Backends,
+    kind: &str,
+    collection: &str,
+    files: Vec<(String, Bytes)>,
+    options: BTreeMap<String, String>,
+) -> Result<Uuid, ApiError> {
+    let job = Uuid::new_v4();
+    let prefix = format!("uploads/{job}/");
+    for (name, bytes) in files {
+        let key = format!("{prefix}{collection}/{name}");
+        backends.blob.put(&key, bytes).await.map_err(|e| ApiError::internal("upload image", e))?;
+    }
+    let spec = JobSpec {
+        job_id: job,
+        kind: kind.to_owned(),
+        route: ROUTE.iter().map(|s| (*s).to_owned()).collect(),
+        source: Source::S3Prefix { prefix },
+        options,
+        submitted_at_ms: now_ms(),
+    };
+    submit_job(backends.bus.as_ref(), &spec).await.map_err(|e| ApiError::internal("publish job", e))?;
+    info!(job = %job, kind, collection, "job submitted");
+    Ok(job)
+}
+
+#[derive(Debug, Deserialize)]
+struct AddParams {
+    #[serde(default)]
+    wait: bool,
+}
+
+async fn add_items(
+    State(s): State<ApiState>,
+    Path(name): Path<String>,
+    Query(params): Query<AddParams>,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> ApiResult {
+    valid_catalog(&name)?;
+    let files = files(multipart).await?;
+    let count = files.len();
+    let job = start_job(&s.backends, KIND_CATALOG, &name, files, BTreeMap::new()).await?;
+    if !params.wait {
+        return Ok((StatusCode::ACCEPTED, axum::Json(json!({ "job": job, "files": count }))).into_response());
+    }
+    match wait_for_job(s.backends.coord.as_ref(), job, |_| {}, Some(s.config.catalog_timeout)).await {
+        Ok(Some(status)) => Ok(axum::Json(json!({ "job": job, "status": status })).into_response()),
+        Ok(None) => Err(ApiError::new(StatusCode::GATEWAY_TIMEOUT, "the job did not finish in time").with_job(job)),
+        Err(e) => Err(ApiError::internal("read job status", e).with_job(job)),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct SearchParams {
+    catalog: Option<String>,
+    k: Option<usize>,
+}
+
+async fn search(
+    State(s): State<ApiState>,
+    Query(params): Query<SearchParams>,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> ApiResult {
+    let catalog = params.catalog.ok_or_else(|| ApiError::bad_request("missing query parameter: catalog"))?;
+    valid_catalog(&catalog)?;
+    let k = params.k.unwrap_or(query::DEFAULT_K).clamp(1, query::MAX_K);
+    let known =
+        s.backends.blob.list(&entries_prefix(&catalog)).await.map_err(|e| ApiError::internal("list catalogue", e))?;
+    if known.is_empty() {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, format!("no catalogue {catalog:?}")));
+    }
+    let mut files = files(multipart).await?;
+    if files.len() != 1 {
+        return Err(ApiError::bad_request(format!("one image per search, got {}", files.len())));
+    }
+    let query_name = files[0].0.clone();
+    let options = BTreeMap::from([(OPTION_CATALOG.to_owned(), catalog.clone()), (OPTION_K.to_owned(), k.to_string())]);
+    let job = start_job(&s.backends, KIND_SEARCH, QUERY_COLLECTION, std::mem::take(&mut files), options).await?;
+    match wait_for_job(s.backends.coord.as_ref(), job, |_| {}, Some(s.config.search_timeout)).await {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            return Err(ApiError::new(StatusCode::GATEWAY_TIMEOUT, "the search did not finish in time").with_job(job));
+        }
+        Err(e) => return Err(ApiError::internal("read job status", e).with_job(job)),
+    }
+    let records =
+        read_records(s.backends.blob.as_ref(), job).await.map_err(|e| ApiError::internal("read records", e))?;
+    let Some(record) = records.first() else {
+        return Err(ApiError::internal("read records", "the finished job has no record").with_job(job));
+    };
+    match (record.outcome, record.annotations.get(query::ANNOTATION)) {
+        (ItemOutcome::Ok, Some(answer)) => Ok(axum::Json(json!({
+            "query": query_name,
+            "catalog": catalog,
+            "job": job,
+            "text": answer.get("text").cloned().unwrap_or(Value::Null),
+            "matches": answer.get("matches").cloned().unwrap_or_else(|| json!([])),
+        }))
+        .into_response()),
+        _ => {
+            let reason = record.reason.clone().unwrap_or_else(|| format!("stopped at {}", record.stage));
+            Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, reason).with_job(job))
+        }
+    }
+}
+
+async fn catalog_stats(State(s): State<ApiState>, Path(name): Path<String>) -> ApiResult {
+    valid_catalog(&name)?;
+    let index =
+        query::catalog(s.backends.blob.as_ref(), &name).await.map_err(|e| ApiError::internal("load catalogue", e))?;
+    if index.is_empty() {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, format!("no catalogue {name:?}")));
+    }
+    let with_text = index.items().iter().filter(|i| !i.text.is_empty()).count();
+    Ok(axum::Json(json!({ "name": name, "items": index.len(), "with_text": with_text, "dim": index.dim() }))
+        .into_response())
+}
+
+/// The OpenAPI 3 description of the API.
+pub fn openapi() -> Value {
+    let error = json!({ "description": "error", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } });
+    let upload = |many: bool| {
+        json!({
+            "required": true,
+            "content": { "multipart/form-data": { "schema": {
+                "type": "object",
+                "properties": { "file": if many {
+                    json!({ "type": "array", "items": { "type": "string", "format": "binary" } })
+                } else {
+                    json!({ "type": "string", "format": "binary" })
+                } }
+            } } }
+        })
+    };
+    let name = json!({ "name": "name", "in": "path", "required": true, "schema": { "type": "string", "pattern": "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$" } });
+    json!({
+        "openapi": "3.0.3",
+        "info": {
+            "title": "Sightline search by photo",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Catalogue images and search photos go through the pipeline (ingest, detect, embed, ocr, index) as jobs; scores are cosine similarity plus 0.5 x OCR-text bigram Jaccard when both sides have text."
+        },
+        "paths": {
+            "/v1/catalog/{name}/items": { "post": {
+                "summary": "Add images to a catalogue",
+                "parameters": [name, { "name": "wait", "in": "query", "schema": { "type": "boolean", "default": false } }],
+                "requestBody": upload(true),
+                "responses": {
+                    "200": { "description": "indexed (wait=true)", "content": { "application/json": { "schema": { "type": "object", "properties": { "job": { "type": "string", "format": "uuid" }, "status": { "type": "object" } } } } } },
+                    "202": { "description": "job started", "content": { "application/json": { "schema": { "type": "object", "properties": { "job": { "type": "string", "format": "uuid" }, "files": { "type": "integer" } } } } } },
+                    "400": error, "413": error, "504": error
+                }
+            } },
+            "/v1/catalog/{name}": { "get": {
+                "summary": "Catalogue statistics",
+                "parameters": [name],
+                "responses": {
+                    "200": { "description": "the catalogue", "content": { "application/json": { "schema": { "type": "object", "properties": {
+                        "name": { "type": "string" }, "items": { "type": "integer" }, "with_text": { "type": "integer" }, "dim": { "type": "integer" }
+                    } } } } },
+                    "404": error
+                }
+            } },
+            "/v1/search": { "post": {
+                "summary": "Search a catalogue with a photo",
+                "parameters": [
+                    { "name": "catalog", "in": "query", "required": true, "schema": { "type": "string" } },
+                    { "name": "k", "in": "query", "schema": { "type": "integer", "default": query::DEFAULT_K, "minimum": 1, "maximum": query::MAX_K } }
+                ],
+                "requestBody": upload(false),
+                "responses": {
+                    "200": { "description": "best matches first", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/SearchResult" } } } },
+                    "400": error, "404": error, "413": error, "422": error, "504": error
+                }
+            } },
+            "/v1/openapi.json": { "get": { "summary": "This description", "responses": { "200": { "description": "OpenAPI 3 JSON" } } } }
+        },
+        "components": { "schemas": {
+            "Error": { "type": "object", "required": ["error"], "properties": { "error": { "type": "string" }, "job": { "type": "string", "format": "uuid" } } },
+            "SearchResult": { "type": "object", "properties": {
+                "query": { "type": "string" },
+                "catalog": { "type": "string" },
+                "job": { "type": "string", "format": "uuid" },
+                "text": { "type": "string", "description": "the query's OCR text" },
+                "matches": { "type": "array", "items": { "type": "object", "properties": {
+                    "item": { "type": "string" }, "score": { "type": "number" }, "visual": { "type": "number" }, "text": { "type": "number" }
+                } } }
+            } }
+        } }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked_and_file_names_cleaned() {
+        assert!(valid_catalog("shop-1.v2").is_ok());
+        for bad in ["", ".hidden", "a/b", "a b", &"x".repeat(65)] {
+            assert_eq!(valid_catalog(bad).map_err(|e| e.status), Err(StatusCode::BAD_REQUEST), "{bad:?}");
+        }
+        assert_eq!(file_name("../../etc/passwd"), "passwd");
+        assert_eq!(file_name("C:\\photos\\my shot.jpg"), "my_shot.jpg");
+        assert_eq!(file_name(".."), "upload");
+        assert_eq!(file_name("农夫山泉.png"), "农夫山泉.png");
+    }
+
+    /// Serves the API over embedded backends (memory bus and coordination, a local folder) on
+    /// a loopback port; answers raw HTTP requests.
+    struct Served {
+        addr: std::net::SocketAddr,
+        backends: Backends,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Served {
+        async fn start(max_body: usize) -> Self {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let backends = Backends::embedded(dir.path()).expect("backends");
+            let config = ApiConfig { max_body, search_timeout: Duration::from_millis(300), ..ApiConfig::default() };
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            let app = router(backends.clone(), config);
+            tokio::spawn(async move { axum::serve(listener, app).await });
+            Self { addr, backends, _dir: dir }
+        }
+
+        async fn request(&self, head: &str, content_type: &str, body: &[u8]) -> (u16, Value) {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut s = tokio::net::TcpStream::connect(self.addr).await.expect("connect");
+            let req = format!(
+                "{head} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            );
+            s.write_all(req.as_bytes()).await.expect("write");
+            // The server may answer (413) before reading the whole body.
+            let _ = s.write_all(body).await;
+            let mut buf = Vec::new();
+            let _ = s.read_to_end(&mut buf).await;
+            let text = String::from_utf8_lossy(&buf).into_owned();
+            let code = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).expect("status line");
+            let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+            (code, serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {text}")))
+        }
+    }
+
+    fn multipart(name: &str, bytes: &[u8]) -> (String, Vec<u8>) {
+        let mut body =
+            format!("--b0\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n\r\n").into_bytes();
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n--b0--\r\n");
+        ("multipart/form-data; boundary=b0".to_owned(), body)
+    }
+
+    #[tokio::test]
+    async fn requests_are_refused_with_json_errors_before_any_job() {
+        let api = Served::start(1024).await;
+        let (ct, small) = multipart("q.jpg", b"jpeg");
+        let (code, body) = api.request("POST /v1/search?catalog=shop", &ct, &small).await;
+        assert_eq!((code, body["error"].as_str()), (404, Some("no catalogue \"shop\"")));
+        let (code, body) = api.request("POST /v1/search", &ct, &small).await;
+        assert_eq!(code, 400, "{body}");
+        let (code, body) = api.request("GET /v1/catalog/shop", "text/plain", b"").await;
+        assert_eq!(code, 404, "{body}");
+        let (code, body) = api.request("GET /v1/catalog/a%20b", "text/plain", b"").await;
+        assert_eq!(code, 400, "{body}");
+        let (code, body) = api.request("POST /v1/catalog/shop/items", "text/plain", b"hello").await;
+        assert_eq!(code, 400, "not multipart: {body}");
+        let (ct, big) = multipart("big.jpg", &[0u8; 4096]);
+        let (code, body) = api.request("POST /v1/catalog/shop/items", &ct, &big).await;
+        assert_eq!(code, 413, "{body}");
+        let (code, body) = api.request("GET /v2/nothing", "text/plain", b"").await;
+        assert_eq!(code, 404, "{body}");
+        assert!(body["error"].is_string());
+        let (code, doc) = api.request("GET /v1/openapi.json", "text/plain", b"").await;
+        assert_eq!((code, doc["openapi"].as_str()), (200, Some("3.0.3")));
+    }
+
+    #[tokio::test]
+    async fn an_upload_becomes_a_job_on_the_route_and_a_search_times_out_without_workers() {
+        let api = Served::start(1 << 20).await;
+        let (ct, body) = multipart("../a b.jpg", b"jpeg");
+        let (code, out) = api.request("POST /v1/catalog/shop/items", &ct, &body).await;
+        assert_eq!(code, 202, "{out}");
+        let job: Uuid = out["job"].as_str().and_then(|j| j.parse().ok()).expect("job id");
+        let key = format!("uploads/{job}/shop/a_b.jpg");
+        assert_eq!(api.backends.blob.get(&key).await.expect("uploaded").as_ref(), b"jpeg");
+
+        // A catalogue with an entry, but no workers to answer: 504 naming the job.
+        let entry = crate::entry_key("shop", job, 0);
+        api.backends.blob.put(&entry, Bytes::from_static(b"{}")).await.expect("put");
+        let (code, out) = api.request("POST /v1/search?catalog=shop", &ct, &body).await;
+        assert_eq!(code, 504, "{out}");
+        assert!(out["job"].is_string(), "{out}");
+    }
+
+    #[test]
+    fn the_openapi_description_names_every_route() {
+        let doc = openapi();
+        assert_eq!(doc["openapi"], "3.0.3");
+        for path in ["/v1/catalog/{name}/items", "/v1/catalog/{name}", "/v1/search", "/v1/openapi.json"] {
+            assert!(doc["paths"].get(path).is_some(), "{path}");
+        }
+    }
+}

@@ -1,0 +1,270 @@
+//! Query mode: a task whose job options name a catalogue (`search.catalog`, `search.k`) is
+//! answered from that catalogue instead of being indexed. The pipeline (detect, embed, OCR)
+//! already turned the query photo into an embedding blob and OCR lines, so this stage embeds
+//! nothing (only the model stages link ONNX Runtime): it loads the catalogue's entries, searches
+//! them, re-ranks with the OCR text, and puts `annotations.search` on the task, which the
+//! job's record keeps.
+//!
+//! Catalogues are cached per process. Every query lists the catalogue's entry keys (one storage
+//! listing) and reloads the catalogue when the keys changed or the cached copy is older than
+//! [`MAX_AGE`] (an entry re-indexed under the same key), so a replica sees items added by any
+//! other replica on its next query.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use sightline_blob::{BlobError, BlobStore};
+use sightline_messages::ImageTask;
+use sightline_runtime::{Ctx, StageError};
+
+use crate::search::{SearchIndex, SearchOptions};
+use crate::{VectorIndex, decode_vector, entries_prefix, ocr_text};
+
+/// The annotation a query's answer is stored under.
+pub const ANNOTATION: &str = "search";
+/// The job option naming the catalogue to search.
+pub const OPTION_CATALOG: &str = "search.catalog";
+/// The job option giving the number of matches.
+pub const OPTION_K: &str = "search.k";
+/// Matches returned when `search.k` is not given.
+pub const DEFAULT_K: usize = 5;
+/// The most matches a query may ask for.
+pub const MAX_K: usize = 100;
+/// A cached catalogue older than this is reloaded even when its entry keys did not change.
+pub const MAX_AGE: Duration = Duration::from_secs(10);
+
+/// What a query task asks for, from its job options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueryRequest {
+    /// The catalogue.
+    pub catalog: String,
+    /// Matches wanted.
+    pub k: usize,
+}
+
+impl QueryRequest {
+    /// The query in `task`'s job options (`annotations["options"]`), or `None` for a task to index.
+    pub fn from_task(task: &ImageTask) -> Option<Self> {
+        let options = task.annotations.get("options")?;
+        let catalog = options.get(OPTION_CATALOG)?.as_str()?.to_owned();
+        let k = options
+            .get(OPTION_K)
+            .and_then(|k| k.as_str())
+            .and_then(|k| k.trim().parse::<usize>().ok())
+            .unwrap_or(DEFAULT_K)
+            .clamp(1, MAX_K);
+        Some(Self { catalog, k })
+    }
+}
+
+/// One match in `annotations.search`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MatchOut {
+    /// The catalogue item's file name.
+    pub item: String,
+    /// The fused score (cosine, plus the weighted text similarity when both have text).
+    pub score: f32,
+    /// Cosine similarity of the embeddings.
+    pub visual: f32,
+    /// Text similarity (0 when either side has no text).
+    pub text: f32,
+}
+
+struct Cached {
+    keys: Vec<String>,
+    loaded: Instant,
+    index: Arc<SearchIndex>,
+}
+
+/// Keyed by the store's address as well as the catalogue, so that two stores in one process
+/// (tests, the embedded mode beside a service) never share an entry.
+type Cache = Mutex<HashMap<(usize, String), Arc<Cached>>>;
+
+fn cache() -> &'static Cache {
+    // Process-wide rather than a field of `IndexStage`, which callers build as a unit value.
+    static CACHE: OnceLock<Cache> = OnceLock::new();
+    CACHE.get_or_init(Default::default)
+}
+
+fn store_id(blob: &dyn BlobStore) -> usize {
+    std::ptr::from_ref(blob).cast::<()>() as usize
+}
+
+/// Catalogue `catalog` as a search index, from the cache when its entries did not change; an
+/// empty index when it has no entries.
+pub async fn catalog(blob: &dyn BlobStore, catalog: &str) -> Result<Arc<SearchIndex>, BlobError> {
+    let keys = blob.list(&entries_prefix(catalog)).await?;
+    let id = (store_id(blob), catalog.to_owned());
+    let hit = cache().lock().map_err(|_| poisoned(catalog))?.get(&id).cloned();
+    if let Some(c) = hit
+        && c.keys == keys
+        && c.loaded.elapsed() < MAX_AGE
+    {
+        return Ok(c.index.clone());
+    }
+    let loaded = Instant::now();
+    let vectors = VectorIndex::load(blob, catalog, None).await?;
+    let index = Arc::new(SearchIndex::from_vector_index(&vectors).map_err(|e| BlobError::Refused {
+        op: "build catalogue index",
+        key: entries_prefix(catalog),
+        detail: e.to_string(),
+    })?);
+    // The keys listed before loading: an entry added meanwhile makes the next query reload.
+    let fresh = Arc::new(Cached { keys, loaded, index: index.clone() });
+    cache().lock().map_err(|_| poisoned(catalog))?.insert(id, fresh);
+    Ok(index)
+}
+
+fn poisoned(catalog: &str) -> BlobError {
+    BlobError::Refused { op: "lock catalogue cache", key: catalog.to_owned(), detail: "poisoned".to_owned() }
+}
+
+/// Answers `request` for `task`: its embedding (`annotations.embed.key`) and OCR text against
+/// the catalogue; the value stored as `annotations.search`.
+pub async fn answer(ctx: &Ctx, task: &ImageTask, request: &QueryRequest) -> Result<serde_json::Value, StageError> {
+    let key = task.annotations.get("embed").and_then(|e| e.get("key")).and_then(|k| k.as_str()).ok_or_else(|| {
+        StageError::permanent(format!("{}: no embedding to search with (is embed on the route?)", task.name))
+    })?;
+    let raw = ctx.blob.get(key).await?;
+    let vector = decode_vector(&raw)
+        .ok_or_else(|| StageError::permanent(format!("{key}: not an embedding ({} bytes)", raw.len())))?;
+    let index = catalog(ctx.blob.as_ref(), &request.catalog).await?;
+    if index.is_empty() {
+        return Err(StageError::permanent(format!("catalogue {:?} has no items", request.catalog)));
+    }
+    if index.dim() != vector.len() {
+        return Err(StageError::permanent(format!(
+            "query embedding has dimension {}, catalogue {:?} has {}",
+            vector.len(),
+            request.catalog,
+            index.dim()
+        )));
+    }
+    let text = ocr_text(task).unwrap_or_default();
+    let opts = SearchOptions { k: request.k, ..SearchOptions::default() };
+    let matches: Vec<MatchOut> = index
+        .search(&vector, &text, &opts)
+        .into_iter()
+        .map(|m| MatchOut { item: index.items()[m.index].name.clone(), score: m.score, visual: m.visual, text: m.text })
+        .collect();
+    Ok(serde_json::json!({ "catalog": request.catalog, "text": text, "matches": matches }))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use bytes::Bytes;
+    use sightline_messages::{Body, Envelope, ItemOutcome};
+    use sightline_runtime::{Effect, Input, Stage};
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::IndexStage;
+
+    fn task(job: u128, item: u64, collection: &str, emb_key: &str, text: &str) -> ImageTask {
+        let mut annotations = BTreeMap::new();
+        annotations.insert("embed".to_owned(), serde_json::json!({ "key": emb_key, "dim": 2 }));
+        if !text.is_empty() {
+            annotations.insert("ocr".to_owned(), serde_json::json!({ "lines": [{ "text": text, "score": 0.9 }] }));
+        }
+        ImageTask {
+            job_id: Uuid::from_u128(job),
+            item,
+            collection: collection.into(),
+            name: format!("{collection}/{item}.jpg"),
+            key: format!("images/sha256/{item}"),
+            sha256: String::new(),
+            format: "jpeg".into(),
+            width: 1,
+            height: 1,
+            size: 1,
+            route: vec!["ingest".into(), "embed".into(), "ocr".into(), "index".into()],
+            hop: 3,
+            annotations,
+        }
+    }
+
+    async fn run(ctx: &Ctx, task: ImageTask) -> Result<sightline_messages::ItemRecord, StageError> {
+        let body = Body::Image(task);
+        let env = Envelope::new(&body, Uuid::new_v4(), Uuid::from_u128(1)).expect("envelope");
+        let effects = IndexStage.handle(ctx, Input { envelope: env, body }).await?;
+        match effects.into_iter().next() {
+            Some(Effect::Finish(record)) => Ok(*record),
+            _ => panic!("the route ends at index"),
+        }
+    }
+
+    async fn put_vector(blob: &dyn BlobStore, key: &str, v: [f32; 2]) {
+        let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+        blob.put(key, Bytes::from(bytes)).await.expect("put vector");
+    }
+
+    fn names(record: &sightline_messages::ItemRecord) -> Vec<String> {
+        record.annotations[ANNOTATION]["matches"]
+            .as_array()
+            .expect("matches")
+            .iter()
+            .map(|m| m["item"].as_str().expect("item").to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn options_make_a_query() {
+        let mut t = task(1, 0, "q", "e", "");
+        assert_eq!(QueryRequest::from_task(&t), None, "no options: index it");
+        t.annotations.insert("options".into(), serde_json::json!({ "search.catalog": "shop", "search.k": "3" }));
+        assert_eq!(QueryRequest::from_task(&t), Some(QueryRequest { catalog: "shop".into(), k: 3 }));
+        t.annotations.insert("options".into(), serde_json::json!({ "search.catalog": "shop", "search.k": "x" }));
+        assert_eq!(QueryRequest::from_task(&t).map(|q| q.k), Some(DEFAULT_K));
+        t.annotations.insert("options".into(), serde_json::json!({ "search.catalog": "shop", "search.k": "100000" }));
+        assert_eq!(QueryRequest::from_task(&t).map(|q| q.k), Some(MAX_K));
+    }
+
+    #[tokio::test]
+    async fn a_query_is_answered_from_the_catalogue_with_text_and_indexes_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let blob: Arc<dyn BlobStore> = Arc::new(sightline_blob::LocalStore::new(dir.path()).expect("store"));
+        let ctx = Ctx { blob: blob.clone(), coord: Arc::new(sightline_coord::MemoryCoord::new()) };
+        // A catalogue of three items indexed by the stage; two look alike, the text tells them apart.
+        let items = [([1.0, 0.0], "ALPRO soya"), ([0.995, 0.0998], "Tropicana apple"), ([0.0, 1.0], "")];
+        for (i, (v, text)) in items.iter().enumerate() {
+            let key = format!("embeddings/cat/{i}.f32");
+            put_vector(blob.as_ref(), &key, *v).await;
+            let record = run(&ctx, task(1, i as u64, "shop", &key, text)).await.expect("index");
+            assert_eq!(record.outcome, ItemOutcome::Ok);
+        }
+        let entries = blob.list(&entries_prefix("shop")).await.expect("list");
+        assert_eq!(entries.len(), 3);
+        let stored: crate::Entry = serde_json::from_slice(&blob.get(&entries[0]).await.expect("get")).expect("entry");
+        assert_eq!(stored.text.as_deref(), Some("ALPRO soya"));
+
+        put_vector(blob.as_ref(), "embeddings/q/0.f32", [0.999, 0.0447]).await;
+        let mut query = task(2, 0, "query", "embeddings/q/0.f32", "tropicana APPLE");
+        query.annotations.insert("options".into(), serde_json::json!({ "search.catalog": "shop", "search.k": "2" }));
+        let record = run(&ctx, query.clone()).await.expect("query");
+        assert_eq!(record.outcome, ItemOutcome::Ok);
+        assert_eq!(record.annotations[ANNOTATION]["catalog"], "shop");
+        assert_eq!(names(&record), ["1.jpg", "0.jpg"], "the text re-ranks tropicana above alpro");
+        assert_eq!(blob.list(&entries_prefix("query")).await.expect("list").len(), 0, "a query is not indexed");
+
+        // Without text the visually nearest wins.
+        let mut plain = task(2, 1, "query", "embeddings/q/0.f32", "");
+        plain.annotations = query.annotations.clone();
+        plain.annotations.remove("ocr");
+        assert_eq!(names(&run(&ctx, plain).await.expect("query"))[0], "0.jpg");
+
+        // An item added later is found by the next query (the cached catalogue is refreshed).
+        put_vector(blob.as_ref(), "embeddings/cat/3.f32", [0.999, 0.0447]).await;
+        run(&ctx, task(1, 3, "shop", "embeddings/cat/3.f32", "")).await.expect("index");
+        assert_eq!(catalog(blob.as_ref(), "shop").await.expect("catalogue").len(), 4);
+
+        // An unknown catalogue fails the query permanently, with a reason.
+        let mut unknown = query.clone();
+        unknown.annotations.insert("options".into(), serde_json::json!({ "search.catalog": "nothing" }));
+        let err = run(&ctx, unknown).await.expect_err("unknown catalogue");
+        assert!(matches!(&err, StageError::Permanent(r) if r.contains("no items")), "{err}");
+    }
+}
