@@ -3,14 +3,17 @@
 //! ```text
 //! eval "$(models/fetch.sh)"
 //! cargo run --release -p sightline --example search_eval -- [DATA] [--cache FILE] [--weights 0,0.5]
-//!     [--fit centre|letterbox] [--no-crop] [--bench 100000] [--bench-exact 1000000] [--bench-queries 200]
+//!     [--fit centre|letterbox] [--no-crop] [--query-zoom 25] [--bench 100000] [--bench-exact 1000000]
+//!     [--bench-queries 200]
 //!     [--no-bench] [--no-eval] [--no-serialise]
 //! ```
 //!
 //! Accuracy: every image of DATA (default `../shared/data/search`: `catalog/` one clean image per
 //! product, `queries/` shop photos, `truth.csv` query,product,coarse) is embedded and read with
 //! the `sightline search` code; recall@1 and @5 by product (the right catalogue item in the top
-//! k) and by coarse class (an item of the right class), for each text weight (0 = visual only).
+//! k) and by coarse class (an item of the right class), for each text weight (0 = visual only),
+//! once with each query's crop alone and once with the mean of its crop and zoomed-in view
+//! (`--query-zoom` percent off each side, as `sightline search`; 0 skips the second table).
 //! Features are cached in FILE (default `out/search-eval/features-<fit>.json`) so reruns skip
 //! the models; `--fit centre|letterbox` is the embed stage's fitting of the image to 224×224.
 //!
@@ -45,6 +48,7 @@ struct Args {
     fit: sightline_embed::Fit,
     serialise: bool,
     crop: bool,
+    zoom: u32,
 }
 
 fn parse_list<T: std::str::FromStr>(s: &str) -> anyhow::Result<Vec<T>> {
@@ -66,6 +70,7 @@ fn args() -> anyhow::Result<Args> {
         fit: sightline_embed::Fit::Centre,
         serialise: true,
         crop: true,
+        zoom: search_cmd::DEFAULT_QUERY_ZOOM,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -80,6 +85,7 @@ fn args() -> anyhow::Result<Args> {
             "--no-eval" => a.eval = false,
             "--no-serialise" => a.serialise = false,
             "--no-crop" => a.crop = false,
+            "--query-zoom" => a.zoom = value()?.parse()?,
             "--fit" => {
                 a.fit = match value()?.as_str() {
                     "centre" => sightline_embed::Fit::Centre,
@@ -93,7 +99,8 @@ fn args() -> anyhow::Result<Args> {
     }
     if a.cache.as_os_str().is_empty() {
         let crop = if a.crop { "-crop" } else { "" };
-        a.cache = PathBuf::from(format!("out/search-eval/features-{}{crop}.json", a.fit.as_str()));
+        let zoom = if a.zoom > 0 { format!("-zoom{}", a.zoom) } else { String::new() };
+        a.cache = PathBuf::from(format!("out/search-eval/features-{}{crop}{zoom}.json", a.fit.as_str()));
     }
     Ok(a)
 }
@@ -112,8 +119,8 @@ async fn features(a: &Args) -> anyhow::Result<Cache> {
     let started = Instant::now();
     let config = sightline_embed::EmbedConfig { fit: a.fit, ..Default::default() };
     let extractor = Extractor::load(true, a.crop, config).await?;
-    let catalog = extractor.folder(&a.data.join("catalog"), "catalogue").await?;
-    let queries = extractor.folder(&a.data.join("queries"), "queries").await?;
+    let catalog = extractor.folder(&a.data.join("catalog"), "catalogue", 0).await?;
+    let queries = extractor.folder(&a.data.join("queries"), "queries", a.zoom).await?;
     eprintln!("embedded and read {} images in {:.0} s", catalog.len() + queries.len(), started.elapsed().as_secs_f64());
     let cache = Cache { catalog, queries };
     if let Some(dir) = a.cache.parent() {
@@ -169,13 +176,49 @@ fn evaluate(a: &Args, cache: &Cache) -> anyhow::Result<()> {
         with_text(&cache.queries),
         failed.len()
     );
-    println!("| text weight | recall@1 product | recall@5 product | recall@1 coarse | recall@5 coarse |");
-    println!("| --- | --- | --- | --- | --- |");
+    let zoomed = cache.queries.iter().any(|q| !q.zoom.is_empty());
     let mut by_class_at: BTreeMap<String, (Recall, Recall)> = BTreeMap::new();
+    let best_weight = sightline_index::search::DEFAULT_TEXT_WEIGHT;
+    for zoom in [false, true] {
+        if zoom && !zoomed {
+            break;
+        }
+        by_class_at.clear();
+        match zoom {
+            false => println!("query: crop alone\n"),
+            true => println!("\nquery: mean of crop and zoomed-in crop ({} % off each side)\n", a.zoom),
+        }
+        println!("| text weight | recall@1 product | recall@5 product | recall@1 coarse | recall@5 coarse |");
+        println!("| --- | --- | --- | --- | --- |");
+        recall_table(a, cache, &index, &truth, &coarse_of, zoom, &mut by_class_at)?;
+    }
+    println!(
+        "\nper coarse class, product recall@1 / @5, visual only and with the default text weight {best_weight}{}:\n",
+        if zoomed { ", query zoom on" } else { "" }
+    );
+    println!("| class | queries | visual @1 | visual @5 | fused @1 | fused @5 |");
+    println!("| --- | --- | --- | --- | --- | --- |");
+    for (class, (v, f)) in &by_class_at {
+        let (v, f) = (v.row(), f.row());
+        println!("| {class} | {} | {:.2} | {:.2} | {:.2} | {:.2} |", by_class_at[class].0.n, v[0], v[1], f[0], f[1]);
+    }
+    Ok(())
+}
+
+/// One recall table (a row per text weight), and the per-class tallies at weights 0 and default.
+fn recall_table(
+    a: &Args,
+    cache: &Cache,
+    index: &sightline_index::search::SearchIndex,
+    truth: &HashMap<String, (String, String)>,
+    coarse_of: &HashMap<&str, &str>,
+    zoom: bool,
+    by_class_at: &mut BTreeMap<String, (Recall, Recall)>,
+) -> anyhow::Result<()> {
     let best_weight = sightline_index::search::DEFAULT_TEXT_WEIGHT;
     for &w in &a.weights {
         let opts = SearchOptions { k: 5, candidates: DEFAULT_CANDIDATES, text_weight: w };
-        let results = search_cmd::answer(&index, &cache.queries, &opts);
+        let results = search_cmd::answer(index, &cache.queries, &opts, zoom);
         let mut total = Recall::default();
         for r in &results {
             let (product, coarse) = truth.get(&r.query).with_context(|| format!("{} is not in truth.csv", r.query))?;
@@ -203,15 +246,6 @@ fn evaluate(a: &Args, cache: &Cache) -> anyhow::Result<()> {
         }
         let [p1, p5, c1, c5] = total.row();
         println!("| {w} | {p1:.3} | {p5:.3} | {c1:.3} | {c5:.3} |");
-    }
-    println!(
-        "\nper coarse class, product recall@1 / @5, visual only and with the default text weight {best_weight}:\n"
-    );
-    println!("| class | queries | visual @1 | visual @5 | fused @1 | fused @5 |");
-    println!("| --- | --- | --- | --- | --- | --- |");
-    for (class, (v, f)) in &by_class_at {
-        let (v, f) = (v.row(), f.row());
-        println!("| {class} | {} | {:.2} | {:.2} | {:.2} | {:.2} |", by_class_at[class].0.n, v[0], v[1], f[0], f[1]);
     }
     Ok(())
 }

@@ -2,7 +2,8 @@
 //! is embedded with the embed stage's model and preprocessing, on detect's main-subject crop
 //! unless `--no-crop`, and read with the OCR stage's engine unless `--no-ocr`; the catalogue
 //! goes into a [`SearchIndex`] (exact below `--ann-min` items, HNSW above), and each query gets
-//! its best catalogue items.
+//! its best catalogue items. A query is searched with the mean of two views: its crop and a
+//! zoomed-in view of it (`--query-zoom` percent off each side; docs/search.md).
 //!
 //! Self-contained (no `crate::` paths) so that `examples/search_eval.rs` compiles it too.
 
@@ -46,6 +47,11 @@ pub struct SearchArgs {
     /// Weight of OCR text similarity in the score (cosine + weight × bigram Jaccard).
     #[arg(long, env = "SEARCH_TEXT_WEIGHT", default_value_t = DEFAULT_TEXT_WEIGHT)]
     pub text_weight: f32,
+    /// Query zoom: the query is searched with the mean of its crop's embedding and that of the
+    /// crop with this percentage cut off each side (shop photos frame the product more loosely
+    /// than catalogue shots); 0 searches with the crop alone.
+    #[arg(long, env = "SEARCH_QUERY_ZOOM", default_value_t = DEFAULT_QUERY_ZOOM, value_parser = clap::value_parser!(u32).range(0..50))]
+    pub query_zoom: u32,
     /// Visual candidates re-ranked with text.
     #[arg(long, env = "SEARCH_CANDIDATES", default_value_t = DEFAULT_CANDIDATES)]
     pub candidates: usize,
@@ -56,6 +62,10 @@ pub struct SearchArgs {
     #[command(flatten)]
     pub embed: sightline_embed::EmbedArgs,
 }
+
+/// Percentage cut off each side of a query's crop for its zoomed-in view (measured on
+/// `../shared/data/search`, docs/search.md).
+pub const DEFAULT_QUERY_ZOOM: u32 = 25;
 
 /// One query's answer.
 #[derive(Debug, Serialize)]
@@ -85,10 +95,26 @@ pub struct Features {
     pub name: String,
     /// The L2-normalised embedding (empty on error).
     pub vector: Vec<f32>,
+    /// The L2-normalised embedding of the zoomed-in view (queries only; empty when not computed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub zoom: Vec<f32>,
     /// OCR lines joined by spaces (empty: none, or OCR off).
     pub text: String,
     /// Why the image could not be read.
     pub error: Option<String>,
+}
+
+impl Features {
+    /// The vector a query is searched with: the normalised mean of its crop's and its zoomed-in
+    /// view's embeddings when `zoom` and the view was computed, else the crop's.
+    pub fn query_vector(&self, zoom: bool) -> Vec<f32> {
+        if !zoom || self.zoom.len() != self.vector.len() {
+            return self.vector.clone();
+        }
+        let mut v: Vec<f32> = self.vector.iter().zip(&self.zoom).map(|(a, b)| a + b).collect();
+        sightline_embed::l2_normalise(&mut v);
+        v
+    }
 }
 
 /// The image files under `dir`, sorted, as (path, name relative to `dir`).
@@ -163,18 +189,25 @@ impl Extractor {
         Ok(Self { embedder, ocr, detect, limits: config.limits, fit: config.fit })
     }
 
-    /// Embeds (and reads) one image as the embed and OCR stages do.
-    pub async fn features(&self, path: PathBuf, name: String) -> Features {
-        match self.try_features(path, &name).await {
-            Ok((vector, text)) => Features { name, vector, text, error: None },
-            Err(e) => Features { name, vector: Vec::new(), text: String::new(), error: Some(format!("{e:#}")) },
+    /// Embeds (and reads) one image as the embed and OCR stages do; with `zoom` > 0 also embeds
+    /// the crop with `zoom` percent cut off each side (for a query).
+    pub async fn features(&self, path: PathBuf, name: String, zoom: u32) -> Features {
+        match self.try_features(path, &name, zoom).await {
+            Ok((vector, zoom, text)) => Features { name, vector, zoom, text, error: None },
+            Err(e) => Features {
+                name,
+                vector: Vec::new(),
+                zoom: Vec::new(),
+                text: String::new(),
+                error: Some(format!("{e:#}")),
+            },
         }
     }
 
-    async fn try_features(&self, path: PathBuf, name: &str) -> anyhow::Result<(Vec<f32>, String)> {
+    async fn try_features(&self, path: PathBuf, name: &str, zoom: u32) -> anyhow::Result<(Vec<f32>, Vec<f32>, String)> {
         let bytes = Arc::new(tokio::fs::read(&path).await.with_context(|| format!("read {}", path.display()))?);
         let (b, n, limits, fit, detect) = (bytes.clone(), name.to_owned(), self.limits, self.fit, self.detect.clone());
-        let tensor = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let (tensor, zoomed) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
             let (_, img) = sightline_imaging::decode(&b, Some(&n), &limits).context("decode image")?;
             let rgb = img.to_rgb8();
             let crop = match detect {
@@ -185,11 +218,25 @@ impl Extractor {
                 None => None,
             };
             let prepared = sightline_embed::prepare(&rgb, crop, fit).context("prepare image")?;
-            Ok(sightline_embed::input_tensor(&prepared))
+            let zoomed = match zoom {
+                0 => None,
+                pct => {
+                    let [x, y, w, h] = crop.unwrap_or([0, 0, rgb.width(), rgb.height()]);
+                    let (dx, dy) = (w * pct / 100, h * pct / 100);
+                    let inner = [x + dx, y + dy, w.saturating_sub(2 * dx).max(1), h.saturating_sub(2 * dy).max(1)];
+                    let prepared = sightline_embed::prepare(&rgb, Some(inner), fit).context("prepare zoom")?;
+                    Some(sightline_embed::input_tensor(&prepared))
+                }
+            };
+            Ok((sightline_embed::input_tensor(&prepared), zoomed))
         })
         .await
         .context("prepare task")??;
         let vector = self.embedder.embed(tensor).await.map_err(anyhow::Error::msg).context("embed")?;
+        let zoom = match zoomed {
+            Some(t) => self.embedder.embed(t).await.map_err(anyhow::Error::msg).context("embed zoom")?,
+            None => Vec::new(),
+        };
         let text = match &self.ocr {
             None => String::new(),
             Some(engine) => {
@@ -206,11 +253,12 @@ impl Extractor {
                     .join(" ")
             }
         };
-        Ok((vector, text))
+        Ok((vector, zoom, text))
     }
 
-    /// The features of every image under `dir`, in name order, with a progress bar on stderr.
-    pub async fn folder(&self, dir: &Path, what: &str) -> anyhow::Result<Vec<Features>> {
+    /// The features of every image under `dir`, in name order, with a progress bar on stderr;
+    /// `zoom` as in [`features`](Self::features).
+    pub async fn folder(&self, dir: &Path, what: &str, zoom: u32) -> anyhow::Result<Vec<Features>> {
         let files = image_files(dir)?;
         let bar = ProgressBar::new(files.len() as u64);
         bar.set_style(
@@ -224,7 +272,7 @@ impl Extractor {
             .map(|(path, name)| {
                 let bar = bar.clone();
                 async move {
-                    let f = self.features(path, name).await;
+                    let f = self.features(path, name, zoom).await;
                     bar.inc(1);
                     f
                 }
@@ -254,8 +302,8 @@ pub fn build_index(features: &[Features], ann_min: usize) -> anyhow::Result<Sear
     Ok(index)
 }
 
-/// Answers every query.
-pub fn answer(index: &SearchIndex, queries: &[Features], opts: &SearchOptions) -> Vec<QueryResult> {
+/// Answers every query (with its zoomed-in view too when `zoom` and it was computed).
+pub fn answer(index: &SearchIndex, queries: &[Features], opts: &SearchOptions, zoom: bool) -> Vec<QueryResult> {
     queries
         .iter()
         .map(|q| QueryResult {
@@ -264,7 +312,7 @@ pub fn answer(index: &SearchIndex, queries: &[Features], opts: &SearchOptions) -
                 Vec::new()
             } else {
                 index
-                    .search(&q.vector, &q.text, opts)
+                    .search(&q.query_vector(zoom), &q.text, opts)
                     .into_iter()
                     .map(|m| Item { item: index.items()[m.index].name.clone(), score: m.score })
                     .collect()
@@ -284,8 +332,8 @@ pub async fn run(args: SearchArgs) -> anyhow::Result<i32> {
     image_files(&args.catalog)?;
     image_files(&args.queries)?;
     let extractor = Extractor::load(!args.no_ocr, !args.no_crop, args.embed.clone().into()).await?;
-    let catalog = extractor.folder(&args.catalog, "catalogue").await?;
-    let queries = extractor.folder(&args.queries, "queries").await?;
+    let catalog = extractor.folder(&args.catalog, "catalogue", 0).await?;
+    let queries = extractor.folder(&args.queries, "queries", args.query_zoom).await?;
     let failed = catalog.iter().chain(&queries).any(|f| f.error.is_some());
     let ann_min = args.ann_min;
     let index = tokio::task::spawn_blocking(move || build_index(&catalog, ann_min)).await.context("index task")??;
@@ -294,7 +342,7 @@ pub async fn run(args: SearchArgs) -> anyhow::Result<i32> {
         candidates: args.candidates.max(args.k),
         text_weight: if args.no_ocr { 0.0 } else { args.text_weight.max(0.0) },
     };
-    let results = answer(&index, &queries, &opts);
+    let results = answer(&index, &queries, &opts, true);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&results)?);
     } else {

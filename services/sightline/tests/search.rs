@@ -94,7 +94,9 @@ fn check(results: &[Value], per_product: usize) -> usize {
         }
         if query.ends_with("_dup0.jpg") {
             assert_eq!(product_of(items[0]), product_of(query), "{query}: a copy finds its original");
-            assert!(scores[0] > 0.95, "{query}: a copy scores near 1: {scores:?}");
+            // The query is searched with the mean of its crop and a zoomed-in view of it, so a copy
+            // scores sqrt((1 + cos(crop, zoom)) / 2) against its original: measured 0.93-0.94.
+            assert!(scores[0] > 0.9, "{query}: a copy scores near 1: {scores:?}");
         }
         right += usize::from(product_of(items[0]) == product_of(query));
     }
