@@ -152,6 +152,28 @@ pub fn crop_tag(crop: Option<[u32; 4]>) -> String {
     }
 }
 
+/// The job option asking for a zoomed-in second embedding (percent cut off each side of the
+/// crop), which search-by-photo queries average with the crop's own (docs/search.md).
+pub const ZOOM_OPTION: &str = "embed.zoom";
+
+/// The region `pct` percent inside `crop` (the whole `width` × `height` image when `None`) on
+/// each side: the zoomed-in view of a query.
+pub fn zoom_crop(crop: Option<[u32; 4]>, width: u32, height: u32, pct: u32) -> [u32; 4] {
+    let [x, y, w, h] = crop.unwrap_or([0, 0, width, height]);
+    let (dx, dy) = (w * pct / 100, h * pct / 100);
+    [x + dx, y + dy, w.saturating_sub(2 * dx).max(1), h.saturating_sub(2 * dy).max(1)]
+}
+
+/// The zoom a task's job asks for (`embed.zoom`, 1-49 percent), if any.
+pub fn zoom_of(task: &ImageTask) -> Option<u32> {
+    task.annotations
+        .get("options")
+        .and_then(|o| o.get(ZOOM_OPTION))
+        .and_then(|v| v.as_str())
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .filter(|p| (1..50).contains(p))
+}
+
 /// Where the embedding of image `sha256` (crop `crop`) is stored.
 pub fn embedding_key(sha256: &str, crop: Option<[u32; 4]>) -> String {
     format!("embeddings/{MODEL_ID}/{sha256}-{}.f32", crop_tag(crop))
@@ -265,6 +287,38 @@ impl Embed {
     }
 }
 
+impl Embed {
+    /// Embeds `crop` of the task's image and stores it at `key`, unless it is stored already
+    /// (content-addressed: the same image and region always give the same vector).
+    async fn embed_region(
+        &self,
+        ctx: &Ctx,
+        task: &ImageTask,
+        embedder: &Embedder,
+        crop: Option<[u32; 4]>,
+        key: &str,
+    ) -> Result<(), StageError> {
+        if ctx.blob.head(key).await?.is_some_and(|m| m.size == (DIM * 4) as u64) {
+            debug!(item = task.item, key = %key, "embedding already stored");
+            return Ok(());
+        }
+        let bytes = ctx.blob.get(&task.key).await?;
+        let (name, limits, fit) = (task.name.clone(), self.config.limits, self.config.fit);
+        let tensor = ctx
+            .blocking(move || -> Result<Array3<f32>, String> {
+                let (_, img) = sightline_imaging::decode(&bytes, Some(&name), &limits).map_err(|e| e.to_string())?;
+                let prepared = prepare(&img.to_rgb8(), crop, fit).map_err(|e| e.to_string())?;
+                Ok(input_tensor(&prepared))
+            })
+            .await?
+            .map_err(|e| StageError::permanent(format!("prepare image: {e}")))?;
+        let embedding = embedder.embed(tensor).await.map_err(StageError::transient)?;
+        ctx.blob.put(key, Bytes::from(to_le_bytes(&embedding))).await?;
+        debug!(item = task.item, key = %key, "embedded");
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl Stage for Embed {
     fn name(&self) -> &'static str {
@@ -282,25 +336,17 @@ impl Stage for Embed {
         let embedder = self.embedder().await.map_err(StageError::transient)?;
         let crop = if self.config.use_crop { crop_of(&task) } else { None };
         let key = embedding_key(&task.sha256, crop);
-        let stored = ctx.blob.head(&key).await?.is_some_and(|m| m.size == (DIM * 4) as u64);
-        if !stored {
-            let bytes = ctx.blob.get(&task.key).await?;
-            let (name, limits, fit) = (task.name.clone(), self.config.limits, self.config.fit);
-            let tensor = ctx
-                .blocking(move || -> Result<Array3<f32>, String> {
-                    let (_, img) =
-                        sightline_imaging::decode(&bytes, Some(&name), &limits).map_err(|e| e.to_string())?;
-                    let prepared = prepare(&img.to_rgb8(), crop, fit).map_err(|e| e.to_string())?;
-                    Ok(input_tensor(&prepared))
-                })
-                .await?
-                .map_err(|e| StageError::permanent(format!("prepare image: {e}")))?;
-            let embedding = embedder.embed(tensor).await.map_err(StageError::transient)?;
-            ctx.blob.put(&key, Bytes::from(to_le_bytes(&embedding))).await?;
-            debug!(item = task.item, key = %key, "embedded");
-        } else {
-            debug!(item = task.item, key = %key, "embedding already stored");
-        }
+        self.embed_region(ctx, &task, &embedder, crop, &key).await?;
+        // A search-by-photo query also gets its zoomed-in view (docs/search.md).
+        let zoom = match zoom_of(&task) {
+            Some(pct) => {
+                let inner = zoom_crop(crop, task.width, task.height, pct);
+                let zoom_key = embedding_key(&task.sha256, Some(inner));
+                self.embed_region(ctx, &task, &embedder, Some(inner), &zoom_key).await?;
+                Some(zoom_key)
+            }
+            None => None,
+        };
         task.annotations.insert(
             NAME.to_owned(),
             json!({
@@ -311,6 +357,9 @@ impl Stage for Embed {
                 "fit": self.config.fit.as_str(),
             }),
         );
+        if let (Some(zoom_key), Some(e)) = (zoom, task.annotations.get_mut(NAME)) {
+            e["zoom_key"] = json!(zoom_key);
+        }
         Ok(vec![Effect::forward(task, NAME)])
     }
 
@@ -322,6 +371,19 @@ impl Stage for Embed {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_zoom_is_asked_by_the_job_and_stays_inside_the_crop() {
+        let mut t = task(200, 100, None);
+        assert_eq!(zoom_of(&t), None);
+        t.annotations.insert("options".into(), json!({ ZOOM_OPTION: "25" }));
+        assert_eq!(zoom_of(&t), Some(25));
+        t.annotations.insert("options".into(), json!({ ZOOM_OPTION: "60" }));
+        assert_eq!(zoom_of(&t), None, "half or more would leave nothing");
+        assert_eq!(zoom_crop(None, 200, 100, 25), [50, 25, 100, 50]);
+        assert_eq!(zoom_crop(Some([10, 20, 40, 80]), 200, 100, 25), [20, 40, 20, 40]);
+        assert_eq!(zoom_crop(Some([0, 0, 1, 1]), 200, 100, 25), [0, 0, 1, 1]);
+    }
 
     fn task(width: u32, height: u32, detect: Option<serde_json::Value>) -> ImageTask {
         let mut annotations = std::collections::BTreeMap::new();

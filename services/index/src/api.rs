@@ -37,6 +37,10 @@ pub const KIND_CATALOG: &str = "catalog";
 /// The job kind of searches.
 pub const KIND_SEARCH: &str = "search";
 /// The collection a search photo is uploaded to (queries are never indexed).
+/// Percent cut off each side of a query's crop for its zoomed-in view (the default of
+/// `sightline search --query-zoom`, measured in docs/search.md).
+const QUERY_ZOOM: u32 = 25;
+
 const QUERY_COLLECTION: &str = "query";
 
 /// Limits and timeouts of the API.
@@ -253,7 +257,12 @@ async fn search(
         return Err(ApiError::bad_request(format!("one image per search, got {}", files.len())));
     }
     let query_name = files[0].0.clone();
-    let options = BTreeMap::from([(OPTION_CATALOG.to_owned(), catalog.clone()), (OPTION_K.to_owned(), k.to_string())]);
+    let options = BTreeMap::from([
+        (OPTION_CATALOG.to_owned(), catalog.clone()),
+        (OPTION_K.to_owned(), k.to_string()),
+        // The embed stage also embeds the query's zoomed-in view (docs/search.md, "Query zoom").
+        ("embed.zoom".to_owned(), QUERY_ZOOM.to_string()),
+    ]);
     let job = start_job(&s.backends, KIND_SEARCH, QUERY_COLLECTION, std::mem::take(&mut files), options).await?;
     match wait_for_job(s.backends.coord.as_ref(), job, |_| {}, Some(s.config.search_timeout)).await {
         Ok(Some(_)) => {}

@@ -121,6 +121,16 @@ fn poisoned(catalog: &str) -> BlobError {
     BlobError::Refused { op: "lock catalogue cache", key: catalog.to_owned(), detail: "poisoned".to_owned() }
 }
 
+/// The unit vector along `a + b` (`a` when the lengths differ or the sum is zero).
+fn mean_direction(a: &[f32], b: &[f32]) -> Vec<f32> {
+    if a.len() != b.len() {
+        return a.to_vec();
+    }
+    let sum: Vec<f32> = a.iter().zip(b).map(|(x, y)| x + y).collect();
+    let norm = sum.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > 0.0 { sum.iter().map(|x| x / norm).collect() } else { a.to_vec() }
+}
+
 /// Answers `request` for `task`: its embedding (`annotations.embed.key`) and OCR text against
 /// the catalogue; the value stored as `annotations.search`.
 pub async fn answer(ctx: &Ctx, task: &ImageTask, request: &QueryRequest) -> Result<serde_json::Value, StageError> {
@@ -128,8 +138,16 @@ pub async fn answer(ctx: &Ctx, task: &ImageTask, request: &QueryRequest) -> Resu
         StageError::permanent(format!("{}: no embedding to search with (is embed on the route?)", task.name))
     })?;
     let raw = ctx.blob.get(key).await?;
-    let vector = decode_vector(&raw)
+    let mut vector = decode_vector(&raw)
         .ok_or_else(|| StageError::permanent(format!("{key}: not an embedding ({} bytes)", raw.len())))?;
+    // The zoomed-in view the embed stage adds for queries (`embed.zoom`): search with the
+    // normalised mean of the two (docs/search.md, "Query zoom").
+    if let Some(zoom_key) = task.annotations.get("embed").and_then(|e| e.get("zoom_key")).and_then(|k| k.as_str()) {
+        let raw = ctx.blob.get(zoom_key).await?;
+        let zoom = decode_vector(&raw)
+            .ok_or_else(|| StageError::permanent(format!("{zoom_key}: not an embedding ({} bytes)", raw.len())))?;
+        vector = mean_direction(&vector, &zoom);
+    }
     let index = catalog(ctx.blob.as_ref(), &request.catalog).await?;
     if index.is_empty() {
         return Err(StageError::permanent(format!("catalogue {:?} has no items", request.catalog)));
@@ -162,6 +180,14 @@ mod tests {
     use uuid::Uuid;
 
     use super::*;
+
+    #[test]
+    fn the_query_and_its_zoom_are_averaged_to_a_unit_vector() {
+        let v = mean_direction(&[1.0, 0.0], &[0.0, 1.0]);
+        assert!((v[0] - std::f32::consts::FRAC_1_SQRT_2).abs() < 1e-6 && (v[0] - v[1]).abs() < 1e-6, "{v:?}");
+        assert_eq!(mean_direction(&[1.0, 0.0], &[1.0]), vec![1.0, 0.0], "a mismatched view is ignored");
+        assert_eq!(mean_direction(&[1.0, 0.0], &[-1.0, 0.0]), vec![1.0, 0.0]);
+    }
     use crate::IndexStage;
 
     fn task(job: u128, item: u64, collection: &str, emb_key: &str, text: &str) -> ImageTask {

@@ -221,9 +221,7 @@ impl Extractor {
             let zoomed = match zoom {
                 0 => None,
                 pct => {
-                    let [x, y, w, h] = crop.unwrap_or([0, 0, rgb.width(), rgb.height()]);
-                    let (dx, dy) = (w * pct / 100, h * pct / 100);
-                    let inner = [x + dx, y + dy, w.saturating_sub(2 * dx).max(1), h.saturating_sub(2 * dy).max(1)];
+                    let inner = sightline_embed::zoom_crop(crop, rgb.width(), rgb.height(), pct);
                     let prepared = sightline_embed::prepare(&rgb, Some(inner), fit).context("prepare zoom")?;
                     Some(sightline_embed::input_tensor(&prepared))
                 }
