@@ -29,7 +29,7 @@ use sha2::{Digest, Sha256};
 use sightline_coord::near::MAX_NEAR_DISTANCE;
 use sightline_imaging::Limits;
 use sightline_imaging::phash::{Fingerprint, fingerprint};
-use sightline_messages::{Body, ImageTask, ItemOutcome, KIND_IMAGE};
+use sightline_messages::{ImageTask, ItemOutcome, KIND_IMAGE};
 use sightline_runtime::{Ctx, Effect, Input, Stage, StageError};
 use tracing::debug;
 use uuid::Uuid;
@@ -488,9 +488,7 @@ impl Stage for Dedup {
     }
 
     async fn handle(&self, ctx: &Ctx, input: Input) -> Result<Vec<Effect>, StageError> {
-        let Body::Image(task) = input.body else {
-            return Err(StageError::permanent(format!("dedup does not handle {}", input.body.kind())));
-        };
+        let task = input.into_image(NAME)?;
         let decision = self.decide(ctx, &task).await?;
         Ok(vec![effect_for(task, &decision)])
     }

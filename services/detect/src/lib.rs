@@ -19,7 +19,7 @@ use image::RgbImage;
 use serde::Serialize;
 use sightline_imaging::Limits;
 use sightline_inference::{InferenceError, LoadOnce, ModelStore};
-use sightline_messages::{Body, ItemOutcome, KIND_IMAGE};
+use sightline_messages::{ItemOutcome, KIND_IMAGE};
 use sightline_runtime::{Ctx, Effect, Input, Stage, StageError};
 use tracing::debug;
 
@@ -328,9 +328,7 @@ impl Stage for Detect {
     }
 
     async fn handle(&self, ctx: &Ctx, input: Input) -> Result<Vec<Effect>, StageError> {
-        let Body::Image(mut task) = input.body else {
-            return Err(StageError::permanent("detect handles image tasks only"));
-        };
+        let mut task = input.into_image(NAME)?;
         let analyzer = self.analyzer().await.map_err(StageError::transient)?;
         let bytes = ctx.blob.get(&task.key).await?;
         let name = task.name.clone();

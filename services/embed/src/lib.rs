@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use sightline_imaging::Limits;
 use sightline_inference::preprocess::{self, ChannelOrder, Filter, Layout, Normalize};
 use sightline_inference::{InferenceError, LoadOnce, ModelStore, PoolConfig, Runtime};
-use sightline_messages::{Body, ImageTask, KIND_IMAGE};
+use sightline_messages::{ImageTask, KIND_IMAGE};
 use sightline_runtime::{Ctx, Effect, Input, Stage, StageError};
 use tracing::debug;
 
@@ -330,9 +330,7 @@ impl Stage for Embed {
     }
 
     async fn handle(&self, ctx: &Ctx, input: Input) -> Result<Vec<Effect>, StageError> {
-        let Body::Image(mut task) = input.body else {
-            return Err(StageError::permanent("embed handles image tasks only"));
-        };
+        let mut task = input.into_image(NAME)?;
         let embedder = self.embedder().await.map_err(StageError::transient)?;
         let crop = if self.config.use_crop { crop_of(&task) } else { None };
         let key = embedding_key(&task.sha256, crop);

@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use sightline_imaging::Limits;
-use sightline_messages::{Body, KIND_IMAGE};
+use sightline_messages::KIND_IMAGE;
 use sightline_runtime::{Ctx, Effect, Input, Stage, StageError};
 use tracing::debug;
 use uuid::Uuid;
@@ -158,9 +158,7 @@ impl Stage for FaceStage {
     }
 
     async fn handle(&self, ctx: &Ctx, input: Input) -> Result<Vec<Effect>, StageError> {
-        let Body::Image(mut task) = input.body else {
-            return Err(StageError::permanent(format!("{NAME} does not handle {}", input.body.kind())));
-        };
+        let mut task = input.into_image(NAME)?;
         let bytes = ctx.blob.get(&task.key).await?;
         let (engine, limits, name) = (self.engine.clone(), self.limits, task.name.clone());
         let started = Instant::now();

@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use sightline_blob::{BlobError, BlobStore};
-use sightline_messages::{Body, ImageTask, KIND_IMAGE};
+use sightline_messages::{ImageTask, KIND_IMAGE};
 use sightline_runtime::{Ctx, Effect, Input, Stage, StageError};
 use uuid::Uuid;
 
@@ -110,9 +110,7 @@ impl Stage for IndexStage {
     }
 
     async fn handle(&self, ctx: &Ctx, input: Input) -> Result<Vec<Effect>, StageError> {
-        let Body::Image(mut task) = input.body else {
-            return Err(StageError::permanent("index handles image tasks only"));
-        };
+        let mut task = input.into_image(NAME)?;
         if let Some(request) = query::QueryRequest::from_task(&task) {
             let answer = query::answer(ctx, &task, &request).await?;
             task.annotations.insert(query::ANNOTATION.to_owned(), answer);
@@ -221,6 +219,8 @@ impl VectorIndex {
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
+
+    use sightline_messages::Body;
 
     use super::*;
 

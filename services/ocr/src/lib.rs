@@ -20,7 +20,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use sightline_imaging::{ImageError, Limits};
-use sightline_messages::{Body, KIND_IMAGE};
+use sightline_messages::KIND_IMAGE;
 use sightline_runtime::{Ctx, Effect, Input, Stage, StageError};
 use tracing::debug;
 
@@ -242,9 +242,7 @@ impl Stage for Ocr {
     }
 
     async fn handle(&self, ctx: &Ctx, input: Input) -> Result<Vec<Effect>, StageError> {
-        let Body::Image(mut task) = input.body else {
-            return Err(StageError::permanent(format!("ocr does not handle {}", input.body.kind())));
-        };
+        let mut task = input.into_image(NAME)?;
         let bytes = ctx.blob.get(&task.key).await?;
         let engine = Arc::clone(&self.engine);
         let limits = self.limits;

@@ -58,6 +58,18 @@ pub struct Input {
     pub body: Body,
 }
 
+impl Input {
+    /// The image task of a stage that handles only `image.task`; any other body is a permanent
+    /// error naming `stage` and the kind (the runner already refuses kinds a stage does not
+    /// accept, so this only guards a stage whose `accepts` is wider than its handler).
+    pub fn into_image(self, stage: &str) -> Result<ImageTask, StageError> {
+        match self.body {
+            Body::Image(task) => Ok(task),
+            other => Err(StageError::permanent(format!("{stage} does not handle {}", other.kind()))),
+        }
+    }
+}
+
 /// What a handler wants done once it returns. The runner applies effects in order:
 /// every publish (with confirms) first, then every finish, then marks the message done.
 #[derive(Debug, Clone)]
