@@ -12,8 +12,11 @@
 #[path = "../examples/annotate_eval/score.rs"]
 mod score;
 
-use std::path::{Path, PathBuf};
+mod common;
+
 use std::process::Command;
+
+use common::{models_available, repo};
 
 /// Floors under what the pipeline measured on the sample: precision 92.3 % (24 of 26 groups
 /// called product), recall 100 % (docs/annotate.md). The sample's 14 groups a collection are
@@ -23,23 +26,6 @@ const MIN_PRECISION: f64 = 0.85;
 const MIN_RECALL: f64 = 0.75;
 
 const COLLECTIONS: [&str; 3] = ["Alpro-Shelf-Soy-Milk", "Honeydew-Melon", "Tropicana-Apple-Juice"];
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn models_available(test: &str) -> bool {
-    if std::env::var_os("SIGHTLINE_MODELS").is_some() || cfg!(feature = "models") {
-        return true;
-    }
-    use std::io::Write;
-    let _ = writeln!(
-        std::io::stderr(),
-        "SKIPPED {test}: SIGHTLINE_MODELS is unset and the `models` feature is off. \
-         Run `eval \"$(models/fetch.sh)\"` and rerun, or use `--features models` to make missing models a failure."
-    );
-    false
-}
 
 #[test]
 fn annotate_labels_every_sample_file_and_reports_duplicates() {

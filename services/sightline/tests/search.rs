@@ -7,8 +7,12 @@
 //! does). Without `SIGHTLINE_MODELS` they are skipped, unless the `models` feature is on, which
 //! makes missing models a failure.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use common::{models_available, repo};
 
 use serde_json::Value;
 
@@ -18,23 +22,6 @@ const PRODUCTS: [(&str, &str, [&str; 4]); 3] = [
     ("Honeydew-Melon", "img003.jpg", ["dup0.jpg", "img006.jpg", "img007.jpg", "img008.jpg"]),
     ("Alpro-Shelf-Soy-Milk", "img000.jpg", ["dup0.jpg", "img002.jpg", "img003.jpg", "img004.jpg"]),
 ];
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn models_available(test: &str) -> bool {
-    if std::env::var_os("SIGHTLINE_MODELS").is_some() || cfg!(feature = "models") {
-        return true;
-    }
-    use std::io::Write;
-    let _ = writeln!(
-        std::io::stderr(),
-        "SKIPPED {test}: SIGHTLINE_MODELS is unset and the `models` feature is off. \
-         Run `eval \"$(models/fetch.sh)\"` and rerun, or use `--features models` to make missing models a failure."
-    );
-    false
-}
 
 /// Lays out catalog/ and queries/ in `root` with `per_product` queries of each product.
 fn layout(root: &Path, per_product: usize) -> (PathBuf, PathBuf) {
