@@ -1,5 +1,6 @@
-//! Search by photo end to end: ingest, detect, embed, OCR and index workers on the real
-//! services; a catalogue added through the index service's HTTP API, then queried through it.
+//! Search by photo end to end: ingest, detect, embed, OCR and two index workers on the real
+//! services; a catalogue added through the index service's HTTP API, snapshotted to S3 by one
+//! index replica and loaded by the other, then queried through both, by upload and by key.
 //! The model workers need the models (`models/fetch.sh`).
 
 use std::net::SocketAddr;
@@ -40,7 +41,10 @@ fn a_catalogue_added_by_api_is_searched_by_photo_through_the_workers() {
     let detect = Worker::start(&services, "detect", &[]);
     let embed = Worker::start(&services, "embed", &[]);
     let ocr = Worker::start(&services, "ocr", &[("PREFETCH", "2")]);
-    let index = Worker::start(&services, "index", &[("SEARCH_ADDR", &addr)]);
+    // Snapshot after every item, checked every second, with a graph from two items: so that
+    // the three-item catalogue goes through the stored-snapshot path.
+    let snapshots = [("SEARCH_SNAPSHOT_MIN", "1"), ("SEARCH_SNAPSHOT_SECS", "1"), ("SEARCH_ANN_MIN", "2")];
+    let index = Worker::start(&services, "index", &[&[("SEARCH_ADDR", addr.as_str())], &snapshots[..]].concat());
     wait_api(api);
     // The bucket outlives the test: a catalogue name of its own.
     let shop = format!("shop-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
@@ -75,6 +79,26 @@ fn a_catalogue_added_by_api_is_searched_by_photo_through_the_workers() {
     assert_eq!((stats["name"].as_str(), stats["items"].as_u64()), (Some(shop.as_str()), Some(3)), "{stats}");
     assert!(stats["dim"].as_u64().is_some_and(|d| d > 0), "{stats}");
 
+    // The replica that took the upload writes a snapshot with its graph to S3 ...
+    let start = Instant::now();
+    let stats = loop {
+        let stats = json(&http_get(api, &format!("/v1/catalog/{shop}")).expect("stats").1);
+        if stats["snapshot"]["generation"].as_u64() >= Some(1) && stats["delta"].as_u64() == Some(0) {
+            break stats;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "no snapshot written: {stats}\n{}", index.log_text());
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert_eq!((stats["snapshot"]["items"].as_u64(), stats["snapshot"]["ann"].as_bool()), (Some(3), Some(true)));
+    // ... which a second index replica, started afterwards, loads instead of reading the entries.
+    let api2: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let addr2 = api2.to_string();
+    let index2 = Worker::start(&services, "index", &[&[("SEARCH_ADDR", addr2.as_str())], &snapshots[..]].concat());
+    wait_api(api2);
+    let stats2 = json(&http_get(api2, &format!("/v1/catalog/{shop}")).expect("stats").1);
+    assert_eq!(stats2["snapshot"], stats["snapshot"], "{stats2}\n{}", index2.log_text());
+    assert_eq!((stats2["items"].as_u64(), stats2["delta"].as_u64()), (Some(3), Some(0)), "{stats2}");
+
     // Another photo of the Tropicana carton finds the Tropicana catalogue item first.
     let (code, body) = http_post_multipart(
         api,
@@ -93,6 +117,41 @@ fn a_catalogue_added_by_api_is_searched_by_photo_through_the_workers() {
     assert!(scores.windows(2).all(|w| w[0] >= w[1]), "best first: {found}");
     // The query was answered, not indexed.
     assert_eq!(json(&http_get(api, &format!("/v1/catalog/{shop}")).expect("stats").1)["items"].as_u64(), Some(3));
+
+    // The second replica's API answers the same way (either replica's stage may take the job).
+    let (code, body) = http_post_multipart(
+        api2,
+        &format!("/v1/search?catalog={shop}&k=3"),
+        &[("carton.jpg", &query)],
+        Duration::from_secs(120),
+    )
+    .expect("search");
+    assert_eq!(code, 200, "{body}\n{}\n{}", logs(), index2.log_text());
+    let found2 = json(&body);
+    let items = |f: &serde_json::Value| -> Vec<String> {
+        f["matches"].as_array().expect("matches").iter().map(|m| m["item"].as_str().expect("item").to_owned()).collect()
+    };
+    assert_eq!(items(&found2), items(&found), "{found2}");
+
+    // Search by storage key: a catalogue photo already in the bucket finds itself first.
+    let key = format!("uploads/{}/{shop}/melon.jpg", added["job"].as_str().expect("job"));
+    let (code, body) =
+        http_post_multipart(api, &format!("/v1/search?catalog={shop}&k=2&key={key}"), &[], Duration::from_secs(120))
+            .expect("search by key");
+    assert_eq!(code, 200, "{body}\n{}", logs());
+    let by_key = json(&body);
+    assert_eq!(
+        (by_key["query"].as_str(), by_key["matches"][0]["item"].as_str()),
+        (Some("melon.jpg"), Some("melon.jpg"))
+    );
+    let (code, body) = http_post_multipart(
+        api,
+        &format!("/v1/search?catalog={shop}&key=uploads/none/none.jpg"),
+        &[],
+        Duration::from_secs(30),
+    )
+    .expect("search by key");
+    assert_eq!(code, 404, "{body}");
 
     // Not an image: 422 with the pipeline's reason.
     let (code, body) = http_post_multipart(

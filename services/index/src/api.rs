@@ -27,7 +27,7 @@ use sightline_runtime::runner::submit_job;
 use tracing::{info, warn};
 use uuid::Uuid;
 
-use crate::entries_prefix;
+use crate::catalog::{CatalogView, Catalogs};
 use crate::query::{self, OPTION_CATALOG, OPTION_K};
 
 /// The route every request's job follows.
@@ -68,6 +68,7 @@ impl Default for ApiConfig {
 struct ApiState {
     backends: Backends,
     config: Arc<ApiConfig>,
+    catalogs: Arc<Catalogs>,
 }
 
 /// A JSON error: `{"error": ...}` (and the job, when one was started) with its status.
@@ -110,10 +111,11 @@ impl IntoResponse for ApiError {
 
 type ApiResult = Result<Response, ApiError>;
 
-/// The API's routes over `backends`.
-pub fn router(backends: Backends, config: ApiConfig) -> Router {
+/// The API's routes over `backends`, serving the catalogues `catalogs` (shared with this
+/// process's index stage).
+pub fn router(backends: Backends, config: ApiConfig, catalogs: Arc<Catalogs>) -> Router {
     let max_body = config.max_body;
-    let state = ApiState { backends, config: Arc::new(config) };
+    let state = ApiState { backends, config: Arc::new(config), catalogs };
     Router::new()
         .route("/v1/catalog/{name}/items", post(add_items))
         .route("/v1/catalog/{name}", get(catalog_stats))
@@ -222,6 +224,8 @@ async fn add_items(
     valid_catalog(&name)?;
     let files = files(multipart).await?;
     let count = files.len();
+    // This replica compacts the catalogues it fills (crate::catalog).
+    s.catalogs.track(&name);
     let job = start_job(&s.backends, KIND_CATALOG, &name, files, BTreeMap::new()).await?;
     if !params.wait {
         return Ok((StatusCode::ACCEPTED, axum::Json(json!({ "job": job, "files": count }))).into_response());
@@ -237,6 +241,41 @@ async fn add_items(
 struct SearchParams {
     catalog: Option<String>,
     k: Option<usize>,
+    /// An image already in the bucket, searched instead of an uploaded one.
+    key: Option<String>,
+}
+
+/// Catalogue `name` as this replica serves it; 404 when it has no items.
+async fn catalog_view(s: &ApiState, name: &str) -> Result<Arc<CatalogView>, ApiError> {
+    let view = s
+        .catalogs
+        .view(s.backends.blob.as_ref(), s.backends.coord.as_ref(), name)
+        .await
+        .map_err(|e| ApiError::internal("load catalogue", e))?;
+    if view.is_empty() {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, format!("no catalogue {name:?}")));
+    }
+    Ok(view)
+}
+
+/// The image at storage key `key`, for a search by key: 404 when absent, 413 over the body
+/// limit (the same limit as an upload).
+async fn stored_image(s: &ApiState, key: &str) -> Result<(String, Bytes), ApiError> {
+    if key.is_empty() || key.ends_with('/') {
+        return Err(ApiError::bad_request(format!("key {key:?} does not name an object")));
+    }
+    let meta = s.backends.blob.head(key).await.map_err(|e| ApiError::internal("look up the key", e))?;
+    let Some(meta) = meta else {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, format!("no object at key {key:?}")));
+    };
+    if meta.size > s.config.max_body as u64 {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("object {key:?} has {} bytes, over the limit of {}", meta.size, s.config.max_body),
+        ));
+    }
+    let bytes = s.backends.blob.get(key).await.map_err(|e| ApiError::internal("read the key", e))?;
+    Ok((file_name(key.rsplit('/').next().unwrap_or(key)), bytes))
 }
 
 async fn search(
@@ -247,12 +286,13 @@ async fn search(
     let catalog = params.catalog.ok_or_else(|| ApiError::bad_request("missing query parameter: catalog"))?;
     valid_catalog(&catalog)?;
     let k = params.k.unwrap_or(query::DEFAULT_K).clamp(1, query::MAX_K);
-    let known =
-        s.backends.blob.list(&entries_prefix(&catalog)).await.map_err(|e| ApiError::internal("list catalogue", e))?;
-    if known.is_empty() {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, format!("no catalogue {catalog:?}")));
-    }
-    let mut files = files(multipart).await?;
+    catalog_view(&s, &catalog).await?;
+    let mut files = match &params.key {
+        // The photo is already in the bucket: copied beside the job's uploads so that the job
+        // reads it like any other (the source object is never modified).
+        Some(key) => vec![stored_image(&s, key).await?],
+        None => files(multipart).await?,
+    };
     if files.len() != 1 {
         return Err(ApiError::bad_request(format!("one image per search, got {}", files.len())));
     }
@@ -294,14 +334,17 @@ async fn search(
 
 async fn catalog_stats(State(s): State<ApiState>, Path(name): Path<String>) -> ApiResult {
     valid_catalog(&name)?;
-    let index =
-        query::catalog(s.backends.blob.as_ref(), &name).await.map_err(|e| ApiError::internal("load catalogue", e))?;
-    if index.is_empty() {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, format!("no catalogue {name:?}")));
-    }
-    let with_text = index.items().iter().filter(|i| !i.text.is_empty()).count();
-    Ok(axum::Json(json!({ "name": name, "items": index.len(), "with_text": with_text, "dim": index.dim() }))
-        .into_response())
+    let view = catalog_view(&s, &name).await?;
+    let with_text = view.items().filter(|i| !i.text.is_empty()).count();
+    Ok(axum::Json(json!({
+        "name": name,
+        "items": view.len(),
+        "with_text": with_text,
+        "dim": view.dim(),
+        "snapshot": { "generation": view.generation, "items": view.snapshot.len(), "ann": view.snapshot.uses_ann() },
+        "delta": view.delta.len(),
+    }))
+    .into_response())
 }
 
 /// The OpenAPI 3 description of the API.
@@ -344,7 +387,11 @@ pub fn openapi() -> Value {
                 "parameters": [name],
                 "responses": {
                     "200": { "description": "the catalogue", "content": { "application/json": { "schema": { "type": "object", "properties": {
-                        "name": { "type": "string" }, "items": { "type": "integer" }, "with_text": { "type": "integer" }, "dim": { "type": "integer" }
+                        "name": { "type": "string" }, "items": { "type": "integer" }, "with_text": { "type": "integer" }, "dim": { "type": "integer" },
+                        "snapshot": { "type": "object", "description": "the stored snapshot this replica serves", "properties": {
+                            "generation": { "type": "integer" }, "items": { "type": "integer" }, "ann": { "type": "boolean" }
+                        } },
+                        "delta": { "type": "integer", "description": "items indexed after the snapshot, searched exactly" }
                     } } } } },
                     "404": error
                 }
@@ -353,9 +400,10 @@ pub fn openapi() -> Value {
                 "summary": "Search a catalogue with a photo",
                 "parameters": [
                     { "name": "catalog", "in": "query", "required": true, "schema": { "type": "string" } },
-                    { "name": "k", "in": "query", "schema": { "type": "integer", "default": query::DEFAULT_K, "minimum": 1, "maximum": query::MAX_K } }
+                    { "name": "k", "in": "query", "schema": { "type": "integer", "default": query::DEFAULT_K, "minimum": 1, "maximum": query::MAX_K } },
+                    { "name": "key", "in": "query", "description": "search with the image at this storage key instead of an upload (no body)", "schema": { "type": "string" } }
                 ],
-                "requestBody": upload(false),
+                "requestBody": { "required": false, "content": upload(false)["content"].clone() },
                 "responses": {
                     "200": { "description": "best matches first", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/SearchResult" } } } },
                     "400": error, "404": error, "413": error, "422": error, "504": error
@@ -409,7 +457,7 @@ mod tests {
             let config = ApiConfig { max_body, search_timeout: Duration::from_millis(300), ..ApiConfig::default() };
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
             let addr = listener.local_addr().expect("addr");
-            let app = router(backends.clone(), config);
+            let app = router(backends.clone(), config, Arc::new(Catalogs::default()));
             tokio::spawn(async move { axum::serve(listener, app).await });
             Self { addr, backends, _dir: dir }
         }
@@ -476,11 +524,43 @@ mod tests {
         assert_eq!(api.backends.blob.get(&key).await.expect("uploaded").as_ref(), b"jpeg");
 
         // A catalogue with an entry, but no workers to answer: 504 naming the job.
-        let entry = crate::entry_key("shop", job, 0);
-        api.backends.blob.put(&entry, Bytes::from_static(b"{}")).await.expect("put");
+        let entry = crate::Entry {
+            job_id: job,
+            item: 0,
+            collection: "shop".into(),
+            name: "shop/a_b.jpg".into(),
+            image_key: key.clone(),
+            embedding_key: "embeddings/test/0.f32".into(),
+            label: "unlabelled".into(),
+            cluster: None,
+            text: None,
+        };
+        let blob = &api.backends.blob;
+        let vector: Vec<u8> = [1f32, 0.0].iter().flat_map(|x| x.to_le_bytes()).collect();
+        blob.put(&entry.embedding_key, Bytes::from(vector)).await.expect("put vector");
+        let json = serde_json::to_vec(&entry).expect("entry");
+        blob.put(&crate::entry_key("shop", job, 0), Bytes::from(json)).await.expect("put entry");
         let (code, out) = api.request("POST /v1/search?catalog=shop", &ct, &body).await;
         assert_eq!(code, 504, "{out}");
         assert!(out["job"].is_string(), "{out}");
+        let (code, stats) = api.request("GET /v1/catalog/shop", "text/plain", b"").await;
+        assert_eq!((code, stats["items"].as_u64(), stats["dim"].as_u64()), (200, Some(1), Some(2)), "{stats}");
+        assert_eq!((stats["snapshot"]["generation"].as_u64(), stats["delta"].as_u64()), (Some(0), Some(1)), "{stats}");
+
+        // Search by storage key: a missing key is 404, an existing one is copied beside the
+        // job's uploads (the job then times out the same way).
+        let (code, out) = api.request("POST /v1/search?catalog=shop&key=photos/none.jpg", "text/plain", b"").await;
+        assert_eq!((code, out["error"].as_str()), (404, Some("no object at key \"photos/none.jpg\"")));
+        blob.put("photos/shelf/q1.jpg", Bytes::from_static(b"jpeg bytes")).await.expect("put photo");
+        let (code, out) = api.request("POST /v1/search?catalog=shop&key=photos/shelf/q1.jpg", "text/plain", b"").await;
+        assert_eq!(code, 504, "{out}");
+        let job = out["job"].as_str().expect("job");
+        let copied = blob.get(&format!("uploads/{job}/query/q1.jpg")).await.expect("copied");
+        assert_eq!(copied.as_ref(), b"jpeg bytes");
+        assert_eq!(blob.get("photos/shelf/q1.jpg").await.expect("source kept").as_ref(), b"jpeg bytes");
+        blob.put("photos/huge.jpg", Bytes::from(vec![0u8; 2 << 20])).await.expect("put huge");
+        let (code, out) = api.request("POST /v1/search?catalog=shop&key=photos/huge.jpg", "text/plain", b"").await;
+        assert_eq!(code, 413, "{out}");
     }
 
     #[test]

@@ -7,8 +7,11 @@
 //! serialisation per catalogue and the OCR-text re-ranking that search by photo uses.
 
 pub mod api;
+pub mod catalog;
 pub mod query;
 pub mod search;
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -17,6 +20,8 @@ use sightline_blob::{BlobError, BlobStore};
 use sightline_messages::{ImageTask, KIND_IMAGE};
 use sightline_runtime::{Ctx, Effect, Input, Stage, StageError};
 use uuid::Uuid;
+
+use crate::catalog::Catalogs;
 
 /// The stage name.
 pub const NAME: &str = "index";
@@ -97,7 +102,22 @@ pub fn entry_for(task: &ImageTask) -> Result<Entry, String> {
 
 /// The index stage. A task whose job options name a catalogue (`search.catalog`) is a query:
 /// it is answered from that catalogue ([`query`]) instead of being indexed.
-pub struct IndexStage;
+#[derive(Debug, Default)]
+pub struct IndexStage {
+    catalogs: Arc<Catalogs>,
+}
+
+impl IndexStage {
+    /// A stage answering queries from `catalogs` (shared with the search API and the compactor).
+    pub fn new(catalogs: Arc<Catalogs>) -> Self {
+        Self { catalogs }
+    }
+
+    /// The catalogues it serves.
+    pub fn catalogs(&self) -> &Arc<Catalogs> {
+        &self.catalogs
+    }
+}
 
 #[async_trait]
 impl Stage for IndexStage {
@@ -112,7 +132,7 @@ impl Stage for IndexStage {
     async fn handle(&self, ctx: &Ctx, input: Input) -> Result<Vec<Effect>, StageError> {
         let mut task = input.into_image(NAME)?;
         if let Some(request) = query::QueryRequest::from_task(&task) {
-            let answer = query::answer(ctx, &task, &request).await?;
+            let answer = query::answer(ctx, &self.catalogs, &task, &request).await?;
             task.annotations.insert(query::ANNOTATION.to_owned(), answer);
             return Ok(vec![Effect::forward(task, NAME)]);
         }
@@ -120,9 +140,40 @@ impl Stage for IndexStage {
         let key = entry_key(&entry.collection, entry.job_id, entry.item);
         let json = serde_json::to_vec(&entry).map_err(|e| StageError::permanent(format!("encode entry: {e}")))?;
         ctx.blob.put(&key, Bytes::from(json)).await?;
+        // Replicas serving this collection as a catalogue refresh on their next query.
+        ctx.coord.counter_add(&catalog::version_key(&entry.collection), 1).await?;
         task.annotations.insert(NAME.to_owned(), serde_json::json!({ "entry": key, "label": entry.label }));
         Ok(vec![Effect::forward(task, NAME)])
     }
+}
+
+/// How many entries (and their embeddings) are fetched from storage at once.
+const LOAD_CONCURRENCY: usize = 32;
+
+/// The entries under `keys` with their vectors, in the order of `keys` (fetched
+/// [`LOAD_CONCURRENCY`] at a time).
+pub async fn load_entries(blob: &dyn BlobStore, keys: &[String]) -> Result<Vec<(String, Entry, Vec<f32>)>, BlobError> {
+    use futures::{StreamExt, TryStreamExt};
+    // Owned keys: a closure over borrowed ones is not general enough for a Send future.
+    futures::stream::iter(keys.to_vec())
+        .map(|key: String| async move {
+            let bytes = blob.get(&key).await?;
+            let entry: Entry = serde_json::from_slice(&bytes).map_err(|e| BlobError::Refused {
+                op: "parse index entry",
+                key: key.clone(),
+                detail: e.to_string(),
+            })?;
+            let raw = blob.get(&entry.embedding_key).await?;
+            let v = decode_vector(&raw).ok_or_else(|| BlobError::Refused {
+                op: "parse embedding",
+                key: entry.embedding_key.clone(),
+                detail: format!("{} bytes", raw.len()),
+            })?;
+            Ok::<_, BlobError>((key, entry, v))
+        })
+        .buffered(LOAD_CONCURRENCY)
+        .try_collect()
+        .await
 }
 
 /// A collection's vectors in memory, loaded from S3.
@@ -146,23 +197,12 @@ pub struct Hit {
 impl VectorIndex {
     /// Loads every entry of `collection` (optionally only one label) and its vector.
     pub async fn load(blob: &dyn BlobStore, collection: &str, label: Option<&str>) -> Result<Self, BlobError> {
+        let keys = blob.list(&entries_prefix(collection)).await?;
         let mut index = VectorIndex::default();
-        for key in blob.list(&entries_prefix(collection)).await? {
-            let bytes = blob.get(&key).await?;
-            let entry: Entry = serde_json::from_slice(&bytes).map_err(|e| BlobError::Refused {
-                op: "parse index entry",
-                key: key.clone(),
-                detail: e.to_string(),
-            })?;
+        for (_, entry, v) in load_entries(blob, &keys).await? {
             if label.is_some_and(|l| l != entry.label) {
                 continue;
             }
-            let raw = blob.get(&entry.embedding_key).await?;
-            let v = decode_vector(&raw).ok_or_else(|| BlobError::Refused {
-                op: "parse embedding",
-                key: entry.embedding_key.clone(),
-                detail: format!("{} bytes", raw.len()),
-            })?;
             if index.dim == 0 {
                 index.dim = v.len();
             }
@@ -218,8 +258,6 @@ impl VectorIndex {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use sightline_messages::Body;
 
     use super::*;
@@ -258,7 +296,7 @@ mod tests {
             let label = if i == 1 { "noise" } else { "product" };
             let body = Body::Image(task(i as u64, &key, label));
             let env = sightline_messages::Envelope::new(&body, Uuid::new_v4(), Uuid::from_u128(1)).expect("env");
-            let effects = IndexStage.handle(&ctx, Input { envelope: env, body }).await.expect("index");
+            let effects = IndexStage::default().handle(&ctx, Input { envelope: env, body }).await.expect("index");
             assert!(matches!(&effects[..], [Effect::Finish(_)]), "route ends at index");
         }
         let all = VectorIndex::load(blob.as_ref(), "shoes & bags", None).await.expect("load");

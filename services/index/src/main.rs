@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use sightline_index::IndexStage;
 use sightline_index::api::{self, ApiConfig};
+use sightline_index::catalog::{CatalogConfig, Catalogs, Compaction};
 use sightline_runtime::{Backends, CommonArgs, RunnerSettings};
 use tracing::{info, warn};
 
@@ -26,6 +28,15 @@ struct Args {
     /// How long a search request waits for its job.
     #[arg(long, env = "SEARCH_TIMEOUT_SECS", default_value_t = 60)]
     search_timeout_secs: u64,
+    /// A catalogue snapshot gets an HNSW graph from this many items (smaller: exact search).
+    #[arg(long, env = "SEARCH_ANN_MIN", default_value_t = sightline_index::search::DEFAULT_ANN_MIN)]
+    ann_min: usize,
+    /// A new snapshot is written once this many items were indexed since the last one.
+    #[arg(long, env = "SEARCH_SNAPSHOT_MIN", default_value_t = sightline_index::catalog::DEFAULT_SNAPSHOT_MIN)]
+    snapshot_min: usize,
+    /// How often this replica checks the catalogues it serves for a snapshot to write.
+    #[arg(long, env = "SEARCH_SNAPSHOT_SECS", default_value_t = 30)]
+    snapshot_secs: u64,
 }
 
 #[tokio::main]
@@ -37,11 +48,46 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("bind search API on {}", args.search_addr))?;
     let config = ApiConfig { search_timeout: Duration::from_secs(args.search_timeout_secs), ..ApiConfig::default() };
-    tokio::spawn(serve_api(listener, args.common.clone(), config));
-    sightline_runtime::service::run_worker(Arc::new(sightline_index::IndexStage), args.common, args.runner).await
+    let catalogs = Arc::new(Catalogs::new(CatalogConfig {
+        ann_min: args.ann_min,
+        snapshot_min: args.snapshot_min.max(1),
+        ..CatalogConfig::default()
+    }));
+    let every = Duration::from_secs(args.snapshot_secs.max(1));
+    tokio::spawn(serve_api(listener, args.common.clone(), config, catalogs.clone(), every));
+    let stage = Arc::new(IndexStage::new(catalogs));
+    sightline_runtime::service::run_worker(stage, args.common, args.runner).await
 }
 
-async fn serve_api(listener: tokio::net::TcpListener, common: CommonArgs, config: ApiConfig) {
+/// Writes catalogue snapshots: every `every`, each catalogue this replica served whose delta is
+/// large enough (one replica at a time per catalogue, by lease; `sightline_index::catalog`).
+async fn compact(backends: Backends, catalogs: Arc<Catalogs>, every: Duration) {
+    let owner = format!("{}-{}", hostname(), std::process::id());
+    loop {
+        tokio::time::sleep(every).await;
+        for name in catalogs.tracked() {
+            match catalogs.compact(backends.blob.as_ref(), backends.coord.as_ref(), &name, &owner).await {
+                Ok(Compaction::Published(m)) => {
+                    info!(catalog = name, generation = m.generation, items = m.items, "snapshot written");
+                }
+                Ok(_) => {}
+                Err(e) => warn!(catalog = name, error = %e, "snapshot failed; retried next round"),
+            }
+        }
+    }
+}
+
+fn hostname() -> String {
+    std::env::var("HOSTNAME").unwrap_or_else(|_| "index".to_owned())
+}
+
+async fn serve_api(
+    listener: tokio::net::TcpListener,
+    common: CommonArgs,
+    config: ApiConfig,
+    catalogs: Arc<Catalogs>,
+    every: Duration,
+) {
     let backends = loop {
         match Backends::distributed(&common, "sightline-index-api").await {
             Ok(b) => break b,
@@ -51,8 +97,9 @@ async fn serve_api(listener: tokio::net::TcpListener, common: CommonArgs, config
             }
         }
     };
+    tokio::spawn(compact(backends.clone(), catalogs.clone(), every));
     info!(addr = ?listener.local_addr().ok(), "search api listening");
-    if let Err(e) = axum::serve(listener, api::router(backends, config)).await {
+    if let Err(e) = axum::serve(listener, api::router(backends, config, catalogs)).await {
         warn!(error = %e, "search api stopped");
     }
 }

@@ -1,26 +1,17 @@
 //! Query mode: a task whose job options name a catalogue (`search.catalog`, `search.k`) is
 //! answered from that catalogue instead of being indexed. The pipeline (detect, embed, OCR)
 //! already turned the query photo into an embedding blob and OCR lines, so this stage embeds
-//! nothing (only the model stages link ONNX Runtime): it loads the catalogue's entries, searches
-//! them, re-ranks with the OCR text, and puts `annotations.search` on the task, which the
-//! job's record keeps.
-//!
-//! Catalogues are cached per process. Every query lists the catalogue's entry keys (one storage
-//! listing) and reloads the catalogue when the keys changed or the cached copy is older than
-//! [`MAX_AGE`] (an entry re-indexed under the same key), so a replica sees items added by any
-//! other replica on its next query.
-
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+//! nothing (only the model stages link ONNX Runtime): it searches the catalogue as this replica
+//! serves it ([`crate::catalog`]: the stored snapshot plus the entries indexed since), re-ranks
+//! with the OCR text, and puts `annotations.search` on the task, which the job's record keeps.
 
 use serde::Serialize;
-use sightline_blob::{BlobError, BlobStore};
 use sightline_messages::ImageTask;
 use sightline_runtime::{Ctx, StageError};
 
-use crate::search::{SearchIndex, SearchOptions};
-use crate::{VectorIndex, decode_vector, entries_prefix, ocr_text};
+use crate::catalog::{CatalogError, Catalogs};
+use crate::search::SearchOptions;
+use crate::{decode_vector, ocr_text};
 
 /// The annotation a query's answer is stored under.
 pub const ANNOTATION: &str = "search";
@@ -32,8 +23,6 @@ pub const OPTION_K: &str = "search.k";
 pub const DEFAULT_K: usize = 5;
 /// The most matches a query may ask for.
 pub const MAX_K: usize = 100;
-/// A cached catalogue older than this is reloaded even when its entry keys did not change.
-pub const MAX_AGE: Duration = Duration::from_secs(10);
 
 /// What a query task asks for, from its job options.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,53 +61,14 @@ pub struct MatchOut {
     pub text: f32,
 }
 
-struct Cached {
-    keys: Vec<String>,
-    loaded: Instant,
-    index: Arc<SearchIndex>,
-}
-
-/// Keyed by the store's address as well as the catalogue, so that two stores in one process
-/// (tests, the embedded mode beside a service) never share an entry.
-type Cache = Mutex<HashMap<(usize, String), Arc<Cached>>>;
-
-fn cache() -> &'static Cache {
-    // Process-wide rather than a field of `IndexStage`, which callers build as a unit value.
-    static CACHE: OnceLock<Cache> = OnceLock::new();
-    CACHE.get_or_init(Default::default)
-}
-
-fn store_id(blob: &dyn BlobStore) -> usize {
-    std::ptr::from_ref(blob).cast::<()>() as usize
-}
-
-/// Catalogue `catalog` as a search index, from the cache when its entries did not change; an
-/// empty index when it has no entries.
-pub async fn catalog(blob: &dyn BlobStore, catalog: &str) -> Result<Arc<SearchIndex>, BlobError> {
-    let keys = blob.list(&entries_prefix(catalog)).await?;
-    let id = (store_id(blob), catalog.to_owned());
-    let hit = cache().lock().map_err(|_| poisoned(catalog))?.get(&id).cloned();
-    if let Some(c) = hit
-        && c.keys == keys
-        && c.loaded.elapsed() < MAX_AGE
-    {
-        return Ok(c.index.clone());
+impl From<CatalogError> for StageError {
+    fn from(e: CatalogError) -> Self {
+        match e {
+            CatalogError::Blob(e) => e.into(),
+            CatalogError::Coord(e) => e.into(),
+            corrupt @ CatalogError::Corrupt { .. } => StageError::permanent(corrupt.to_string()),
+        }
     }
-    let loaded = Instant::now();
-    let vectors = VectorIndex::load(blob, catalog, None).await?;
-    let index = Arc::new(SearchIndex::from_vector_index(&vectors).map_err(|e| BlobError::Refused {
-        op: "build catalogue index",
-        key: entries_prefix(catalog),
-        detail: e.to_string(),
-    })?);
-    // The keys listed before loading: an entry added meanwhile makes the next query reload.
-    let fresh = Arc::new(Cached { keys, loaded, index: index.clone() });
-    cache().lock().map_err(|_| poisoned(catalog))?.insert(id, fresh);
-    Ok(index)
-}
-
-fn poisoned(catalog: &str) -> BlobError {
-    BlobError::Refused { op: "lock catalogue cache", key: catalog.to_owned(), detail: "poisoned".to_owned() }
 }
 
 /// The unit vector along `a + b` (`a` when the lengths differ or the sum is zero).
@@ -133,7 +83,12 @@ fn mean_direction(a: &[f32], b: &[f32]) -> Vec<f32> {
 
 /// Answers `request` for `task`: its embedding (`annotations.embed.key`) and OCR text against
 /// the catalogue; the value stored as `annotations.search`.
-pub async fn answer(ctx: &Ctx, task: &ImageTask, request: &QueryRequest) -> Result<serde_json::Value, StageError> {
+pub async fn answer(
+    ctx: &Ctx,
+    catalogs: &Catalogs,
+    task: &ImageTask,
+    request: &QueryRequest,
+) -> Result<serde_json::Value, StageError> {
     let key = task.annotations.get("embed").and_then(|e| e.get("key")).and_then(|k| k.as_str()).ok_or_else(|| {
         StageError::permanent(format!("{}: no embedding to search with (is embed on the route?)", task.name))
     })?;
@@ -148,7 +103,7 @@ pub async fn answer(ctx: &Ctx, task: &ImageTask, request: &QueryRequest) -> Resu
             .ok_or_else(|| StageError::permanent(format!("{zoom_key}: not an embedding ({} bytes)", raw.len())))?;
         vector = mean_direction(&vector, &zoom);
     }
-    let index = catalog(ctx.blob.as_ref(), &request.catalog).await?;
+    let index = catalogs.view(ctx.blob.as_ref(), ctx.coord.as_ref(), &request.catalog).await?;
     if index.is_empty() {
         return Err(StageError::permanent(format!("catalogue {:?} has no items", request.catalog)));
     }
@@ -165,16 +120,23 @@ pub async fn answer(ctx: &Ctx, task: &ImageTask, request: &QueryRequest) -> Resu
     let matches: Vec<MatchOut> = index
         .search(&vector, &text, &opts)
         .into_iter()
-        .map(|m| MatchOut { item: index.items()[m.index].name.clone(), score: m.score, visual: m.visual, text: m.text })
+        .map(|f| MatchOut {
+            item: f.item.name.clone(),
+            score: f.score.score,
+            visual: f.score.visual,
+            text: f.score.text,
+        })
         .collect();
     Ok(serde_json::json!({ "catalog": request.catalog, "text": text, "matches": matches }))
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::collections::BTreeMap;
+    use std::sync::Arc;
 
     use bytes::Bytes;
+    use sightline_blob::BlobStore;
     use sightline_messages::{Body, Envelope, ItemOutcome};
     use sightline_runtime::{Effect, Input, Stage};
     use uuid::Uuid;
@@ -188,9 +150,9 @@ mod tests {
         assert_eq!(mean_direction(&[1.0, 0.0], &[1.0]), vec![1.0, 0.0], "a mismatched view is ignored");
         assert_eq!(mean_direction(&[1.0, 0.0], &[-1.0, 0.0]), vec![1.0, 0.0]);
     }
-    use crate::IndexStage;
+    use crate::{IndexStage, entries_prefix};
 
-    fn task(job: u128, item: u64, collection: &str, emb_key: &str, text: &str) -> ImageTask {
+    pub(crate) fn task(job: u128, item: u64, collection: &str, emb_key: &str, text: &str) -> ImageTask {
         let mut annotations = BTreeMap::new();
         annotations.insert("embed".to_owned(), serde_json::json!({ "key": emb_key, "dim": 2 }));
         if !text.is_empty() {
@@ -213,22 +175,26 @@ mod tests {
         }
     }
 
-    async fn run(ctx: &Ctx, task: ImageTask) -> Result<sightline_messages::ItemRecord, StageError> {
+    pub(crate) async fn run_on(
+        stage: &IndexStage,
+        ctx: &Ctx,
+        task: ImageTask,
+    ) -> Result<sightline_messages::ItemRecord, StageError> {
         let body = Body::Image(task);
         let env = Envelope::new(&body, Uuid::new_v4(), Uuid::from_u128(1)).expect("envelope");
-        let effects = IndexStage.handle(ctx, Input { envelope: env, body }).await?;
+        let effects = stage.handle(ctx, Input { envelope: env, body }).await?;
         match effects.into_iter().next() {
             Some(Effect::Finish(record)) => Ok(*record),
             _ => panic!("the route ends at index"),
         }
     }
 
-    async fn put_vector(blob: &dyn BlobStore, key: &str, v: [f32; 2]) {
+    pub(crate) async fn put_vector(blob: &dyn BlobStore, key: &str, v: [f32; 2]) {
         let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
         blob.put(key, Bytes::from(bytes)).await.expect("put vector");
     }
 
-    fn names(record: &sightline_messages::ItemRecord) -> Vec<String> {
+    pub(crate) fn names(record: &sightline_messages::ItemRecord) -> Vec<String> {
         record.annotations[ANNOTATION]["matches"]
             .as_array()
             .expect("matches")
@@ -254,12 +220,13 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let blob: Arc<dyn BlobStore> = Arc::new(sightline_blob::LocalStore::new(dir.path()).expect("store"));
         let ctx = Ctx { blob: blob.clone(), coord: Arc::new(sightline_coord::MemoryCoord::new()) };
+        let stage = IndexStage::default();
         // A catalogue of three items indexed by the stage; two look alike, the text tells them apart.
         let items = [([1.0, 0.0], "ALPRO soya"), ([0.995, 0.0998], "Tropicana apple"), ([0.0, 1.0], "")];
         for (i, (v, text)) in items.iter().enumerate() {
             let key = format!("embeddings/cat/{i}.f32");
             put_vector(blob.as_ref(), &key, *v).await;
-            let record = run(&ctx, task(1, i as u64, "shop", &key, text)).await.expect("index");
+            let record = run_on(&stage, &ctx, task(1, i as u64, "shop", &key, text)).await.expect("index");
             assert_eq!(record.outcome, ItemOutcome::Ok);
         }
         let entries = blob.list(&entries_prefix("shop")).await.expect("list");
@@ -270,7 +237,7 @@ mod tests {
         put_vector(blob.as_ref(), "embeddings/q/0.f32", [0.999, 0.0447]).await;
         let mut query = task(2, 0, "query", "embeddings/q/0.f32", "tropicana APPLE");
         query.annotations.insert("options".into(), serde_json::json!({ "search.catalog": "shop", "search.k": "2" }));
-        let record = run(&ctx, query.clone()).await.expect("query");
+        let record = run_on(&stage, &ctx, query.clone()).await.expect("query");
         assert_eq!(record.outcome, ItemOutcome::Ok);
         assert_eq!(record.annotations[ANNOTATION]["catalog"], "shop");
         assert_eq!(names(&record), ["1.jpg", "0.jpg"], "the text re-ranks tropicana above alpro");
@@ -280,17 +247,18 @@ mod tests {
         let mut plain = task(2, 1, "query", "embeddings/q/0.f32", "");
         plain.annotations = query.annotations.clone();
         plain.annotations.remove("ocr");
-        assert_eq!(names(&run(&ctx, plain).await.expect("query"))[0], "0.jpg");
+        assert_eq!(names(&run_on(&stage, &ctx, plain).await.expect("query"))[0], "0.jpg");
 
         // An item added later is found by the next query (the cached catalogue is refreshed).
         put_vector(blob.as_ref(), "embeddings/cat/3.f32", [0.999, 0.0447]).await;
-        run(&ctx, task(1, 3, "shop", "embeddings/cat/3.f32", "")).await.expect("index");
-        assert_eq!(catalog(blob.as_ref(), "shop").await.expect("catalogue").len(), 4);
+        run_on(&stage, &ctx, task(1, 3, "shop", "embeddings/cat/3.f32", "")).await.expect("index");
+        let view = stage.catalogs().view(blob.as_ref(), ctx.coord.as_ref(), "shop").await.expect("catalogue");
+        assert_eq!((view.len(), view.delta.len(), view.generation), (4, 4, 0), "no snapshot yet: all in the delta");
 
         // An unknown catalogue fails the query permanently, with a reason.
         let mut unknown = query.clone();
         unknown.annotations.insert("options".into(), serde_json::json!({ "search.catalog": "nothing" }));
-        let err = run(&ctx, unknown).await.expect_err("unknown catalogue");
+        let err = run_on(&stage, &ctx, unknown).await.expect_err("unknown catalogue");
         assert!(matches!(&err, StageError::Permanent(r) if r.contains("no items")), "{err}");
     }
 }

@@ -2,17 +2,15 @@
 //! (HNSW, [`AnnIndex`]) with exact search as the fallback and the reference, re-ranked with OCR
 //! text similarity when both the query and an item have text ([`SearchIndex`]).
 //!
-//! A catalogue serialises to one blob ([`SearchIndex::to_bytes`]) stored per catalogue under
-//! [`search_key`], so every replica serving that catalogue loads the same index instead of
-//! rebuilding it. Vectors are L2-normalised embeddings; visual scores are cosine similarities.
+//! A catalogue serialises to one blob ([`SearchIndex::to_bytes`]); the index service stores it
+//! per catalogue and generation ([`crate::catalog`]), so every replica serving that catalogue
+//! loads the same index instead of rebuilding it. Vectors are L2-normalised embeddings; visual scores are cosine similarities.
 //! The weights and the measurements behind them are in `docs/search.md`.
 
 use std::collections::HashSet;
 
-use bytes::Bytes;
 use hnsw_rs::prelude::{AnnT, Distance, Hnsw, HnswIo};
 use serde::{Deserialize, Serialize};
-use sightline_blob::{BlobError, BlobStore, key_segment};
 
 use crate::{Hit, VectorIndex};
 
@@ -330,6 +328,9 @@ pub struct Match {
 #[derive(Debug)]
 pub struct SearchIndex {
     items: Vec<CatalogItem>,
+    /// The index stage's entry key of each item (empty outside the service): what a stored
+    /// snapshot covers ([`crate::catalog`]).
+    entries: Vec<String>,
     grams: Vec<HashSet<(char, char)>>,
     vectors: Vec<f32>,
     dim: usize,
@@ -342,17 +343,14 @@ const INDEX_MAGIC: &[u8; 8] = b"SLSRCH01";
 struct Header {
     dim: usize,
     items: Vec<CatalogItem>,
-}
-
-/// Where a catalogue's serialised search index is stored.
-pub fn search_key(catalog: &str) -> String {
-    format!("index/{}/search/index.bin", key_segment(catalog))
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    entries: Vec<String>,
 }
 
 impl SearchIndex {
     /// An empty catalogue of `dim`-dimensional vectors.
     pub fn new(dim: usize) -> Self {
-        Self { items: Vec::new(), grams: Vec::new(), vectors: Vec::new(), dim, ann: None }
+        Self { items: Vec::new(), entries: Vec::new(), grams: Vec::new(), vectors: Vec::new(), dim, ann: None }
     }
 
     /// The items of an index stage's collection ([`VectorIndex`]) with their OCR text, named
@@ -361,21 +359,42 @@ impl SearchIndex {
         let mut out = Self::new(index.dim());
         for (i, entry) in index.entries.iter().enumerate() {
             let name = entry.name.strip_prefix(&format!("{}/", entry.collection)).unwrap_or(&entry.name).to_owned();
-            out.add(CatalogItem { name, text: entry.text.clone().unwrap_or_default() }, index.vector(i))?;
+            let text = entry.text.clone().unwrap_or_default();
+            let key = crate::entry_key(&entry.collection, entry.job_id, entry.item);
+            out.add_entry(CatalogItem { name, text }, index.vector(i), key)?;
         }
         Ok(out)
     }
 
     /// Adds an item (drops the ANN graph: call [`SearchIndex::build`] again).
     pub fn add(&mut self, item: CatalogItem, vector: &[f32]) -> Result<(), SearchError> {
+        self.add_entry(item, vector, String::new())
+    }
+
+    /// Adds an item that the index stage's entry `entry` describes.
+    pub fn add_entry(&mut self, item: CatalogItem, vector: &[f32], entry: String) -> Result<(), SearchError> {
         if vector.len() != self.dim {
             return Err(SearchError::Dimension { want: self.dim, got: vector.len() });
         }
+        self.entries.push(entry);
         self.grams.push(bigrams(&item.text));
         self.items.push(item);
         self.vectors.extend_from_slice(vector);
         self.ann = None;
         Ok(())
+    }
+
+    /// Appends every item of `other` (drops the ANN graph: call [`SearchIndex::build`] again).
+    pub fn extend_from(&mut self, other: &SearchIndex) -> Result<(), SearchError> {
+        for (i, item) in other.items.iter().enumerate() {
+            self.add_entry(item.clone(), other.vector(i), other.entries[i].clone())?;
+        }
+        Ok(())
+    }
+
+    /// The vector of item `i`.
+    pub fn vector(&self, i: usize) -> &[f32] {
+        &self.vectors[i * self.dim..(i + 1) * self.dim]
     }
 
     /// Builds the ANN graph when there are at least `ann_min` items; smaller catalogues stay
@@ -392,6 +411,11 @@ impl SearchIndex {
     /// The items, in insertion order.
     pub fn items(&self) -> &[CatalogItem] {
         &self.items
+    }
+
+    /// The entry key of each item, in insertion order (empty strings outside the service).
+    pub fn entries(&self) -> &[String] {
+        &self.entries
     }
 
     /// The dimension.
@@ -439,7 +463,8 @@ impl SearchIndex {
     /// The index as one blob: magic, a JSON header (dimension, items), the vectors (LE f32), and
     /// the ANN graph when there is one.
     pub fn to_bytes(&self) -> Result<Vec<u8>, SearchError> {
-        let header = serde_json::to_vec(&Header { dim: self.dim, items: self.items.clone() })
+        let entries = if self.entries.iter().all(String::is_empty) { Vec::new() } else { self.entries.clone() };
+        let header = serde_json::to_vec(&Header { dim: self.dim, items: self.items.clone(), entries })
             .map_err(|e| SearchError::Corrupt(format!("encode header: {e}")))?;
         let ann = self.ann.as_ref().map(AnnIndex::to_bytes).transpose()?.unwrap_or_default();
         let mut out = Vec::with_capacity(32 + header.len() + self.vectors.len() * 4 + ann.len());
@@ -478,26 +503,13 @@ impl SearchIndex {
         if ann.as_ref().is_some_and(|a| a.len() != header.items.len() || a.dim != header.dim) {
             return Err(SearchError::Corrupt("graph does not match the items".to_owned()));
         }
+        let entries = match header.entries.len() {
+            0 => vec![String::new(); header.items.len()],
+            n if n == header.items.len() => header.entries,
+            n => return Err(SearchError::Corrupt(format!("{n} entry keys for {} items", header.items.len()))),
+        };
         let grams = header.items.iter().map(|i| bigrams(&i.text)).collect();
-        Ok(Self { items: header.items, grams, vectors, dim: header.dim, ann })
-    }
-
-    /// Stores the index as catalogue `catalog`'s blob ([`search_key`]).
-    pub async fn save(&self, blob: &dyn BlobStore, catalog: &str) -> Result<(), BlobError> {
-        let key = search_key(catalog);
-        let bytes = self.to_bytes().map_err(|e| BlobError::Refused {
-            op: "serialise search index",
-            key: key.clone(),
-            detail: e.to_string(),
-        })?;
-        blob.put(&key, Bytes::from(bytes)).await
-    }
-
-    /// Loads catalogue `catalog`'s stored index.
-    pub async fn load(blob: &dyn BlobStore, catalog: &str) -> Result<Self, BlobError> {
-        let key = search_key(catalog);
-        let bytes = blob.get(&key).await?;
-        Self::from_bytes(&bytes).map_err(|e| BlobError::Refused { op: "load search index", key, detail: e.to_string() })
+        Ok(Self { items: header.items, entries, grams, vectors, dim: header.dim, ann })
     }
 }
 
@@ -648,7 +660,7 @@ mod tests {
     }
 
     #[test]
-    fn a_catalogue_round_trips_through_bytes_and_storage_with_and_without_a_graph() {
+    fn a_catalogue_round_trips_through_bytes_with_and_without_a_graph() {
         let mut rng = StdRng::seed_from_u64(3);
         let dim = 16;
         let vectors = clustered(300, &centres(6, dim, &mut rng), dim, &mut rng);
@@ -669,14 +681,5 @@ mod tests {
             assert_eq!(back.search(q, "item 0", &opts), index.search(q, "item 0", &opts));
             assert_eq!(index.items()[index.search(q, "", &opts)[0].index].name, "0.jpg", "itself first");
         }
-        let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
-        let dir = tempfile::tempdir().expect("tempdir");
-        let blob = sightline_blob::LocalStore::new(dir.path()).expect("store");
-        rt.block_on(async {
-            index.save(&blob, "shop & co").await.expect("save");
-            let back = SearchIndex::load(&blob, "shop & co").await.expect("load");
-            assert_eq!(back.search(q, "", &opts), index.search(q, "", &opts));
-            assert!(SearchIndex::load(&blob, "other").await.is_err());
-        });
     }
 }

@@ -193,7 +193,7 @@ fn stage_for(name: &str) -> anyhow::Result<Arc<dyn Stage>> {
         }
         "face" => Ok(Arc::new(sightline_face::FaceStage::from_args(&Default::default())?)),
         "cluster" => Ok(Arc::new(sightline_cluster::stage::ClusterStage::new(Default::default()))),
-        "index" => Ok(Arc::new(sightline_index::IndexStage)),
+        "index" => Ok(Arc::new(sightline_index::IndexStage::default())),
         "ocr" => Ok(Arc::new(sightline_ocr::Ocr::from_env(&Default::default())?)),
         other if STAGES.contains(&other) => bail!("stage {other:?} is not available in this build yet"),
         other => bail!("unknown stage {other:?}"),
