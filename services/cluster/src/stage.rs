@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+use sightline_blob::key_segment;
 use sightline_messages::{Body, CollectionReady, ImageTask, ItemOutcome, KIND_COLLECTION_READY, KIND_IMAGE};
 use sightline_runtime::fanin::{self, FAN_IN_STAGE};
 use sightline_runtime::{Ctx, Effect, Input, Stage, StageError};
@@ -129,15 +130,13 @@ pub fn parked_key(job: Uuid, collection: &str, item: u64) -> String {
 }
 
 fn parked_prefix(job: Uuid, collection: &str) -> String {
-    format!("jobs/{job}/cluster/{}/items/", hex_name(collection))
+    format!("jobs/{job}/cluster/{}/items/", key_segment(collection))
 }
 
 /// Where the decision graph of a collection is stored.
 pub fn decision_key(job: Uuid, collection: &str) -> String {
-    format!("jobs/{job}/cluster/{}/decision.json", hex_name(collection))
+    format!("jobs/{job}/cluster/{}/decision.json", key_segment(collection))
 }
-
-use sightline_blob::key_segment as hex_name;
 
 /// The decision graph and labels of one collection, for reports.
 #[derive(Debug, Clone, Serialize, Deserialize)]

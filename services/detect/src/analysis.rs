@@ -161,8 +161,14 @@ pub struct TextSummary {
 /// that is crisp, solid and elongated is a line, and the share of the map its unclipped box
 /// covers is the text fraction.
 pub fn text_coverage(map: &[f32], width: usize, height: usize, p: &TextParams) -> TextSummary {
+    text_lines(map, width, height, p).0
+}
+
+/// [`text_coverage`] and the lines' unclipped boxes (normalised to the map, so to the image),
+/// in the order the regions were found (top to bottom).
+pub fn text_lines(map: &[f32], width: usize, height: usize, p: &TextParams) -> (TextSummary, Vec<NormBox>) {
     if width < 2 || height < 2 || map.len() < width * height {
-        return TextSummary::default();
+        return (TextSummary::default(), Vec::new());
     }
     let (w, h) = (width / 2, height / 2);
     let mut pooled = vec![0f32; w * h];
@@ -175,6 +181,7 @@ pub fn text_coverage(map: &[f32], width: usize, height: usize, p: &TextParams) -
     }
     let mut covered = vec![false; w * h];
     let mut lines = 0u32;
+    let mut boxes = Vec::new();
     for region in regions(&pooled, w, h, p.pixel_threshold) {
         let (bw, bh) = (region.x1 - region.x0, region.y1 - region.y0);
         if region.pixels < 4 {
@@ -195,9 +202,11 @@ pub fn text_coverage(map: &[f32], width: usize, height: usize, p: &TextParams) -
         for y in y0..y1 {
             covered[y * w + x0..y * w + x1].fill(true);
         }
+        let (wf, hf) = (w as f32, h as f32);
+        boxes.push(NormBox { x0: x0 as f32 / wf, y0: y0 as f32 / hf, x1: x1 as f32 / wf, y1: y1 as f32 / hf });
     }
     let fraction = covered.iter().filter(|&&c| c).count() as f32 / (w * h) as f32;
-    TextSummary { fraction, lines }
+    (TextSummary { fraction, lines }, boxes)
 }
 
 /// A 4-connected region of a thresholded map: bounding box (end-exclusive), pixel count and
@@ -529,6 +538,21 @@ mod tests {
         assert_eq!(t.lines, 1);
         assert!(t.fraction > 0.9, "{t:?}");
         assert_eq!(text_coverage(&[], 0, 0, &p), TextSummary::default());
+    }
+
+    #[test]
+    fn text_lines_come_with_their_unclipped_boxes() {
+        let p = TextParams::default();
+        // One 40×8 line (20, 40)-(60, 48) of a 100×100 map: pooled (10, 20)-(30, 24) of 50×50,
+        // unclipped by 20·4·1.6 / 48 = 2.67 cells each side, outwards: (7, 17)-(33, 27).
+        let m = map_with(100, 100, &[(20, 40, 60, 48)], 0.95);
+        let (t, boxes) = text_lines(&m, 100, 100, &p);
+        assert_eq!(t.lines, 1);
+        assert_eq!(boxes.len(), 1);
+        let want = [0.14, 0.34, 0.66, 0.54];
+        let got = [boxes[0].x0, boxes[0].y0, boxes[0].x1, boxes[0].y1];
+        assert!(got.iter().zip(want).all(|(g, w)| (g - w).abs() < 1e-6), "{got:?}");
+        assert!(text_lines(&[], 0, 0, &p).1.is_empty());
     }
 
     #[test]

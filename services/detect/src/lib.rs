@@ -23,7 +23,7 @@ use sightline_messages::{ItemOutcome, KIND_IMAGE};
 use sightline_runtime::{Ctx, Effect, Input, Stage, StageError};
 use tracing::debug;
 
-use crate::analysis::{CropParams, Flag, SaliencySummary, TextParams, TextSummary, Thresholds};
+use crate::analysis::{CropParams, Flag, NormBox, SaliencySummary, TextParams, TextSummary, Thresholds};
 use crate::models::{DetectModels, Face, ModelConfig, Timings};
 
 pub use crate::models::MODELS;
@@ -185,7 +185,7 @@ pub struct Detection {
     /// Faces.
     pub faces: FaceSummary,
     /// Text lines.
-    pub text: TextSummary,
+    pub text: TextLines,
     /// Top ImageNet classes of the whole image.
     pub imagenet: Vec<ClassScore>,
     /// Saliency: the salient region's share of the image and how diffuse the map is.
@@ -195,6 +195,22 @@ pub struct Detection {
     /// Why the image left the route (`None`: it goes on).
     pub filtered: Option<String>,
 }
+
+/// Text lines (the value of `annotations.detect.text`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TextLines {
+    /// Share of the image the lines' unclipped boxes cover (overlaps counted once).
+    pub fraction: f32,
+    /// Number of text lines.
+    pub lines: u32,
+    /// The lines' unclipped boxes `[x, y, w, h]` in source pixels, at most [`MAX_TEXT_BOXES`],
+    /// the largest first (coarse: the detector sees the image at `DETECT_TEXT_SIDE`). Logo
+    /// search embeds regions around them (docs/logos.md).
+    pub boxes: Vec<[u32; 4]>,
+}
+
+/// At most this many text-line boxes are recorded per image.
+pub const MAX_TEXT_BOXES: usize = 20;
 
 /// Saliency statistics.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -235,7 +251,7 @@ impl Analyzer {
         let t = &self.config.thresholds;
         let (nsfw, nsfw_ms) = DetectModels::timed(|| m.nsfw(img))?;
         let (faces, faces_ms) = DetectModels::timed(|| m.faces(img, t.face_score))?;
-        let (text, text_ms) = DetectModels::timed(|| m.text(img, &self.config.text))?;
+        let (text, text_ms) = DetectModels::timed(|| m.text_lines(img, &self.config.text))?;
         let start = Instant::now();
         let classified = m.classify(img, 3)?;
         let saliency =
@@ -251,7 +267,7 @@ impl Analyzer {
         &self,
         nsfw: f32,
         faces: &[Face],
-        text: TextSummary,
+        text: (TextSummary, Vec<NormBox>),
         saliency: &SaliencySummary,
         top: &[(usize, f32)],
         width: u32,
@@ -260,7 +276,9 @@ impl Analyzer {
         let t = &self.config.thresholds;
         let confirmed: Vec<_> = faces.iter().filter(|f| f.confirm >= t.face_confirm).map(|f| f.bbox).collect();
         let fraction = analysis::covered_fraction(&confirmed);
-        let flags = analysis::flags(t, confirmed.len(), fraction, &text);
+        let (summary, mut line_boxes) = text;
+        let flags = analysis::flags(t, confirmed.len(), fraction, &summary);
+        line_boxes.sort_by(|a, b| b.area().total_cmp(&a.area()));
         let filtered = (self.config.filter && !flags.is_empty())
             .then(|| flags.iter().map(|f| f.reason.as_str()).collect::<Vec<_>>().join("; "));
         Detection {
@@ -277,7 +295,11 @@ impl Analyzer {
                     .map(|f| FaceBox { bbox: f.bbox.to_pixels(width, height), score: f.score, confirm: f.confirm })
                     .collect(),
             },
-            text,
+            text: TextLines {
+                fraction: summary.fraction,
+                lines: summary.lines,
+                boxes: line_boxes.iter().take(MAX_TEXT_BOXES).map(|b| b.to_pixels(width, height)).collect(),
+            },
             imagenet: top
                 .iter()
                 .map(|&(class, p)| ClassScore { class, label: self.models.label(class).to_owned(), p })

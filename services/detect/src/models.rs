@@ -216,6 +216,11 @@ impl DetectModels {
     /// Text lines: the PP-OCR DB detector on the image scaled to `text_side` (longer side,
     /// both sides rounded to multiples of 32), then [`analysis::text_coverage`].
     pub fn text(&self, img: &RgbImage, params: &TextParams) -> Result<TextSummary> {
+        Ok(self.text_lines(img, params)?.0)
+    }
+
+    /// [`text`](Self::text) and the lines' boxes ([`analysis::text_lines`]).
+    pub fn text_lines(&self, img: &RgbImage, params: &TextParams) -> Result<(TextSummary, Vec<NormBox>)> {
         let (w, h) = text_input_size(img.width(), img.height(), self.config.text_side);
         let resized = preprocess::resize_rgb(img, w, h, Filter::Bilinear)?;
         let out = self.ocr.run(self.ocr.tensor(&resized))?;
@@ -226,7 +231,7 @@ impl DetectModels {
             other => return Err(bad("ocr-det", format!("unexpected output shape {other:?}"))),
         };
         let values: Vec<f32> = map.iter().copied().collect();
-        Ok(analysis::text_coverage(&values, mw, mh, params))
+        Ok(analysis::text_lines(&values, mw, mh, params))
     }
 
     /// ImageNet classes and the saliency map of the whole image resized to 224×224 (aspect

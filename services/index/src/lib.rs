@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod catalog;
+pub mod logo;
 pub mod query;
 pub mod search;
 
@@ -16,7 +17,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use sightline_blob::{BlobError, BlobStore};
+use sightline_blob::{BlobError, BlobStore, key_segment};
 use sightline_messages::{ImageTask, KIND_IMAGE};
 use sightline_runtime::{Ctx, Effect, Input, Stage, StageError};
 use uuid::Uuid;
@@ -50,11 +51,9 @@ pub struct Entry {
     pub text: Option<String>,
 }
 
-use sightline_blob::key_segment as hex_name;
-
 /// The prefix of a collection's entries.
 pub fn entries_prefix(collection: &str) -> String {
-    format!("index/{}/entries/", hex_name(collection))
+    format!("index/{}/entries/", key_segment(collection))
 }
 
 /// The key of one entry (stable, so re-indexing overwrites instead of duplicating).

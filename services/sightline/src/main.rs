@@ -175,8 +175,9 @@ enum Command {
     /// (OUT/decision_graph.csv and .svg) and OUT/summary.json.
     Cluster(cluster_cmd::ClusterArgs),
     /// Search by photo in this process: embed (and OCR) a catalogue folder and a queries folder,
-    /// index the catalogue, print each query's best catalogue items. Needs the models
-    /// (`models/fetch.sh`).
+    /// index the catalogue, print each query's best catalogue items; with --logo, logo search
+    /// (the catalogue is logo images, each query's brands from regions of the photo and its OCR
+    /// text). Needs the models (`models/fetch.sh`).
     Search(search_cmd::SearchArgs),
     /// Check the models against their reference outputs.
     Models {

@@ -5,6 +5,10 @@
 //! its best catalogue items. A query is searched with the mean of two views: its crop and a
 //! zoomed-in view of it (`--query-zoom` percent off each side; docs/search.md).
 //!
+//! With `--logo`, logo search: the catalogue is logo images, and each query is searched with
+//! the embeddings of its candidate regions from the detect stage ([`sightline_index::logo`],
+//! docs/logos.md).
+//!
 //! Self-contained (no `crate::` paths) so that `examples/search_eval.rs` compiles it too.
 
 use std::path::{Path, PathBuf};
@@ -21,6 +25,17 @@ use sightline_index::search::{
 };
 use sightline_inference::ModelStore;
 use sightline_ocr::{OcrArgs, OcrEngine};
+
+/// Which candidate regions of a query logo search embeds (`--logo-regions`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogoRegionSet {
+    /// The whole photo.
+    Whole,
+    /// detect's main-subject box.
+    Crop,
+    /// detect's text lines (grown by `--logo-margin`) and groups of stacked lines.
+    Text,
+}
 
 /// `sightline search` options.
 #[derive(Debug, Clone, clap::Args)]
@@ -58,22 +73,50 @@ pub struct SearchArgs {
     /// Catalogues with at least this many items are searched through the HNSW graph.
     #[arg(long, env = "SEARCH_ANN_MIN", default_value_t = DEFAULT_ANN_MIN)]
     pub ann_min: usize,
+    /// Logo search: `--catalog` holds logo images, one brand per sub-folder (or per file: the
+    /// brand is then the file name without extension). Each query is cut into candidate regions
+    /// from the detect stage (the whole photo, its main-subject box, its text lines grown by
+    /// `--logo-margin`, groups of stacked lines), every region is embedded, and a brand scores
+    /// its logos' best cosine over the regions, plus `--logo-text-weight` × how well the
+    /// query's OCR text names it. Matches are brands, best first, each with the logo file, the
+    /// score (`visual` + weight × `text`) and the query region that matched (`box`, `region`).
+    #[arg(long)]
+    pub logo: bool,
+    /// Logo search: the regions of a query to embed.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [LogoRegionSet::Whole, LogoRegionSet::Crop, LogoRegionSet::Text])]
+    pub logo_regions: Vec<LogoRegionSet>,
+    /// Logo search: each text line's region grows by this many line heights on every side.
+    #[arg(long, env = "LOGO_MARGIN", default_value_t = sightline_index::logo::DEFAULT_MARGIN)]
+    pub logo_margin: f32,
+    /// Logo search: weight of the brand's name read in the query (OCR) in a brand's score:
+    /// best cosine + weight × name score (1 when the name is in the text; `--no-ocr` or 0: the
+    /// logo's look alone).
+    #[arg(long, env = "LOGO_TEXT_WEIGHT", default_value_t = sightline_index::logo::DEFAULT_TEXT_WEIGHT)]
+    pub logo_text_weight: f32,
+    /// Logo search: how logos and query regions are fitted to the model's 224×224 input (wide
+    /// wordmarks lose their ends to a centre crop).
+    #[arg(long, env = "LOGO_FIT", value_enum, default_value_t = DEFAULT_LOGO_FIT)]
+    pub logo_fit: Fit,
     /// The embed stage's options (the same flags and environment variables).
     #[command(flatten)]
     pub embed: sightline_embed::EmbedArgs,
 }
 
+/// How logo search fits logos and regions to the model input (docs/logos.md).
+pub const DEFAULT_LOGO_FIT: Fit = Fit::Letterbox;
+
 /// Percentage cut off each side of a query's crop for its zoomed-in view (measured on
 /// `../shared/data/search`, docs/search.md).
 pub const DEFAULT_QUERY_ZOOM: u32 = 25;
 
-/// One query's answer.
+/// One query's answer: catalogue items ([`Item`]) for search by photo, brands ([`LogoItem`])
+/// for logo search.
 #[derive(Debug, Serialize)]
-pub struct QueryResult {
+pub struct QueryResult<M = Item> {
     /// The query's file name (relative to the queries folder).
     pub query: String,
     /// Best first.
-    pub matches: Vec<Item>,
+    pub matches: Vec<M>,
     /// Why the query could not be read.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -254,6 +297,72 @@ impl Extractor {
         Ok((vector, zoom, text))
     }
 
+    /// Decodes one image and runs the detect stage's analysis on it: the image and the value
+    /// detect stores as `annotations.detect` (needs the extractor loaded with `crop`).
+    pub async fn detect(&self, path: &Path, name: &str) -> anyhow::Result<(Arc<image::RgbImage>, serde_json::Value)> {
+        let detect = self.detect.clone().context("detect models not loaded")?;
+        let bytes = tokio::fs::read(path).await.with_context(|| format!("read {}", path.display()))?;
+        let (n, limits) = (name.to_owned(), self.limits);
+        tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+            let (_, img) = sightline_imaging::decode(&bytes, Some(&n), &limits).context("decode image")?;
+            let rgb = img.to_rgb8();
+            let (found, _) = detect.analyse(&rgb).context("detect")?;
+            Ok((Arc::new(rgb), serde_json::to_value(&found).context("encode detection")?))
+        })
+        .await
+        .context("detect task")?
+    }
+
+    /// The OCR stage's text of one image, lines joined by spaces (empty when OCR is off).
+    pub async fn read_text(&self, path: &Path, name: &str) -> anyhow::Result<String> {
+        let Some(engine) = self.ocr.clone() else { return Ok(String::new()) };
+        let bytes = tokio::fs::read(path).await.with_context(|| format!("read {}", path.display()))?;
+        let (n, limits) = (name.to_owned(), self.limits);
+        let read = tokio::task::spawn_blocking(move || engine.read_bytes(&bytes, Some(&n), &limits))
+            .await
+            .context("ocr task")?
+            .context("read text")?;
+        Ok(read.0.lines.iter().map(|l| l.text.as_str()).collect::<Vec<_>>().join(" "))
+    }
+
+    /// Decodes one image (for [`embed_boxes`](Self::embed_boxes) without detect).
+    pub async fn decode(&self, path: &Path, name: &str) -> anyhow::Result<Arc<image::RgbImage>> {
+        let bytes = tokio::fs::read(path).await.with_context(|| format!("read {}", path.display()))?;
+        let (n, limits) = (name.to_owned(), self.limits);
+        tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+            let (_, img) = sightline_imaging::decode(&bytes, Some(&n), &limits).context("decode image")?;
+            Ok(Arc::new(img.to_rgb8()))
+        })
+        .await
+        .context("decode task")?
+    }
+
+    /// The embeddings of `boxes` of `img` (`None`: the whole image), in order, fitted with `fit`
+    /// and otherwise preprocessed as the embed stage does; the requests share batches.
+    pub async fn embed_boxes(
+        &self,
+        img: Arc<image::RgbImage>,
+        boxes: Vec<Option<[u32; 4]>>,
+        fit: Fit,
+    ) -> anyhow::Result<Vec<Vec<f32>>> {
+        let tensors = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<_>> {
+            boxes
+                .into_iter()
+                .map(|b| {
+                    Ok(sightline_embed::input_tensor(
+                        &sightline_embed::prepare(&img, b, fit).context("prepare region")?,
+                    ))
+                })
+                .collect()
+        })
+        .await
+        .context("prepare task")??;
+        futures::future::try_join_all(tensors.into_iter().map(|t| self.embedder.embed(t)))
+            .await
+            .map_err(anyhow::Error::msg)
+            .context("embed regions")
+    }
+
     /// The features of every image under `dir`, in name order, with a progress bar on stderr;
     /// `zoom` as in [`features`](Self::features).
     pub async fn folder(&self, dir: &Path, what: &str, zoom: u32) -> anyhow::Result<Vec<Features>> {
@@ -320,11 +429,193 @@ pub fn answer(index: &SearchIndex, queries: &[Features], opts: &SearchOptions, z
         .collect()
 }
 
+/// One logo-search match: a brand.
+#[derive(Debug, Serialize)]
+pub struct LogoItem {
+    /// The brand's best logo file (relative to the catalogue folder).
+    pub item: String,
+    /// The brand (the logo's sub-folder, or its file name without extension).
+    pub brand: String,
+    /// The fused score: `visual` + the text weight × `text`.
+    pub score: f32,
+    /// The logo's best cosine over the query's regions.
+    pub visual: f32,
+    /// How well the query's OCR text names the brand (0..1; 0 without OCR).
+    pub text: f32,
+    /// The query region that matched, `[x, y, w, h]` in source pixels.
+    #[serde(rename = "box")]
+    pub bbox: [u32; 4],
+    /// Where that region came from (`whole`, `crop`, `text`, `text-group`).
+    pub region: sightline_index::logo::RegionKind,
+}
+
+/// One query's logo-search answer (brands, best first).
+pub type LogoResult = QueryResult<LogoItem>;
+
+/// The brand of a logo file: its first folder, else its file name without extension.
+pub fn brand_of(item: &str) -> String {
+    match item.split_once('/') {
+        Some((dir, _)) => dir.to_owned(),
+        None => Path::new(item).file_stem().map_or_else(|| item.to_owned(), |s| s.to_string_lossy().into_owned()),
+    }
+}
+
+/// The region proposal settings of logo search.
+pub fn logo_params(regions: &[LogoRegionSet], margin: f32) -> sightline_index::logo::RegionParams {
+    sightline_index::logo::RegionParams {
+        whole: regions.contains(&LogoRegionSet::Whole),
+        crop: regions.contains(&LogoRegionSet::Crop),
+        text: regions.contains(&LogoRegionSet::Text),
+        margin: margin.max(0.0),
+        ..Default::default()
+    }
+}
+
+/// Embeds every logo under `dir` (the whole image, fitted with `fit`): the catalogue's features.
+pub async fn logo_catalog(extractor: &Extractor, dir: &Path, fit: Fit) -> anyhow::Result<Vec<Features>> {
+    let mut out = Vec::new();
+    for (path, name) in image_files(dir)? {
+        let v = async {
+            let img = extractor.decode(&path, &name).await?;
+            extractor.embed_boxes(img, vec![None], fit).await
+        }
+        .await;
+        out.push(match v {
+            Ok(mut v) => Features {
+                name,
+                vector: v.pop().unwrap_or_default(),
+                zoom: Vec::new(),
+                text: String::new(),
+                error: None,
+            },
+            Err(e) => Features {
+                name,
+                vector: Vec::new(),
+                zoom: Vec::new(),
+                text: String::new(),
+                error: Some(format!("{e:#}")),
+            },
+        });
+    }
+    Ok(out)
+}
+
+/// One query's logo answer: its regions from detect, embedded, ranked against `index`, one
+/// match per brand, each brand's best cosine plus `text_weight` × how well the query's OCR
+/// text names it (no OCR when 0).
+#[allow(clippy::too_many_arguments)] // one query's settings
+pub async fn logo_query(
+    extractor: &Extractor,
+    index: &SearchIndex,
+    path: PathBuf,
+    name: String,
+    params: &sightline_index::logo::RegionParams,
+    fit: Fit,
+    text_weight: f32,
+    k: usize,
+) -> LogoResult {
+    let answer = async {
+        let text = if text_weight > 0.0 { extractor.read_text(&path, &name).await? } else { String::new() };
+        let (img, detect) = extractor.detect(&path, &name).await?;
+        let regions = sightline_index::logo::regions_from_detect(&detect, img.width(), img.height(), params);
+        if regions.is_empty() {
+            bail!("no region to search (--logo-regions)");
+        }
+        let vectors = extractor.embed_boxes(img, regions.iter().map(|r| Some(r.bbox)).collect(), fit).await?;
+        let ranked = sightline_index::logo::rank(index, &vectors, index.len());
+        let items = index.items();
+        let best = sightline_index::logo::best_per_label(&ranked, |i| brand_of(&items[i].name), usize::MAX);
+        let mut out: Vec<LogoItem> = best
+            .into_iter()
+            .map(|m| {
+                let brand = brand_of(&items[m.index].name);
+                let named = sightline_index::logo::name_score(&brand, &text);
+                LogoItem {
+                    item: items[m.index].name.clone(),
+                    score: m.score + text_weight * named,
+                    visual: m.score,
+                    text: named,
+                    brand,
+                    bbox: regions[m.region].bbox,
+                    region: regions[m.region].kind,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| b.score.total_cmp(&a.score));
+        out.truncate(k);
+        Ok(out)
+    }
+    .await;
+    match answer {
+        Ok(matches) => LogoResult { query: name, matches, error: None },
+        Err(e) => LogoResult { query: name, matches: Vec::new(), error: Some(format!("{e:#}")) },
+    }
+}
+
+/// `sightline search --logo`.
+async fn run_logo(args: SearchArgs) -> anyhow::Result<i32> {
+    let params = logo_params(&args.logo_regions, args.logo_margin);
+    let text_weight = if args.no_ocr { 0.0 } else { args.logo_text_weight.max(0.0) };
+    let extractor = Extractor::load(text_weight > 0.0, true, args.embed.clone().into()).await?;
+    let catalog = logo_catalog(&extractor, &args.catalog, args.logo_fit).await?;
+    let mut failed = catalog.iter().any(|f| f.error.is_some());
+    let index = build_index(&catalog, args.ann_min)?;
+    let files = image_files(&args.queries)?;
+    let bar = ProgressBar::new(files.len() as u64);
+    let (index, extractor, fit, k) = (&index, &extractor, args.logo_fit, args.k);
+    let results: Vec<LogoResult> = futures::stream::iter(files)
+        .map(|(path, name)| {
+            let bar = bar.clone();
+            async move {
+                let r = logo_query(extractor, index, path, name, &params, fit, text_weight, k).await;
+                bar.inc(1);
+                r
+            }
+        })
+        .buffered(2)
+        .collect()
+        .await;
+    bar.finish_and_clear();
+    failed |= results.iter().any(|r| r.error.is_some());
+    print_results(&results, args.json, |m| {
+        let [x, y, w, h] = m.bbox;
+        format!("{:.4}  {}  ({}, {:?} {x},{y} {w}x{h})", m.score, m.brand, m.item, m.region)
+    })?;
+    Ok(i32::from(failed))
+}
+
+/// Prints the answers: a JSON array with `json`, else each query and its matches, one line each.
+fn print_results<M: Serialize>(
+    results: &[QueryResult<M>],
+    json: bool,
+    line: impl Fn(&M) -> String,
+) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(results)?);
+        return Ok(());
+    }
+    for r in results {
+        println!("{}", r.query);
+        if let Some(e) = &r.error {
+            println!("  error: {e}");
+        }
+        for m in &r.matches {
+            println!("  {}", line(m));
+        }
+    }
+    Ok(())
+}
+
 /// Runs the command. Exit code 1 when an image could not be read (its query carries `error`;
 /// a catalogue image is skipped with a warning); the rest is still answered.
 pub async fn run(args: SearchArgs) -> anyhow::Result<i32> {
     if args.k == 0 {
         bail!("--k must be at least 1");
+    }
+    if args.logo {
+        image_files(&args.catalog)?;
+        image_files(&args.queries)?;
+        return run_logo(args).await;
     }
     // Fail on an empty or missing folder before spending seconds loading models.
     image_files(&args.catalog)?;
@@ -341,18 +632,6 @@ pub async fn run(args: SearchArgs) -> anyhow::Result<i32> {
         text_weight: if args.no_ocr { 0.0 } else { args.text_weight.max(0.0) },
     };
     let results = answer(&index, &queries, &opts, true);
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&results)?);
-    } else {
-        for r in &results {
-            println!("{}", r.query);
-            if let Some(e) = &r.error {
-                println!("  error: {e}");
-            }
-            for m in &r.matches {
-                println!("  {:.4}  {}", m.score, m.item);
-            }
-        }
-    }
+    print_results(&results, args.json, |m| format!("{:.4}  {}", m.score, m.item))?;
     Ok(i32::from(failed))
 }

@@ -10,7 +10,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use common::{models_available, repo};
 
@@ -39,22 +38,7 @@ fn layout(root: &Path, per_product: usize) -> (PathBuf, PathBuf) {
 }
 
 fn search(catalog: &Path, queries: &Path, extra: &[&str]) -> (i32, Vec<Value>, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_sightline"))
-        .args(["search", "--k", "3", "--json", "--catalog"])
-        .arg(catalog)
-        .arg("--queries")
-        .arg(queries)
-        .args(extra)
-        .output()
-        .expect("run sightline search");
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let code = out.status.code().unwrap_or(-1);
-    let json = if code == 0 {
-        serde_json::from_slice::<Vec<Value>>(&out.stdout).unwrap_or_else(|e| panic!("JSON array on stdout: {e}"))
-    } else {
-        Vec::new()
-    };
-    (code, json, stderr)
+    common::run_search(&["--k", "3"], catalog, queries, extra)
 }
 
 fn product_of(name: &str) -> &str {

@@ -1,6 +1,9 @@
 //! Helpers shared by the CLI's integration tests that run the models.
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
 
 /// The repository root.
 pub fn repo() -> PathBuf {
@@ -20,4 +23,28 @@ pub fn models_available(test: &str) -> bool {
          Run `eval \"$(models/fetch.sh)\"` and rerun, or use `--features models` to make missing models a failure."
     );
     false
+}
+
+#[allow(dead_code)] // the annotate tests search nothing
+/// Runs `sightline search ARGS --json --catalog CATALOG --queries QUERIES EXTRA`: the exit code,
+/// the JSON array it printed (empty when it failed) and its stderr.
+pub fn run_search(args: &[&str], catalog: &Path, queries: &Path, extra: &[&str]) -> (i32, Vec<Value>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_sightline"))
+        .arg("search")
+        .args(args)
+        .args(["--json", "--catalog"])
+        .arg(catalog)
+        .arg("--queries")
+        .arg(queries)
+        .args(extra)
+        .output()
+        .expect("run sightline search");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let code = out.status.code().unwrap_or(-1);
+    let json = if code == 0 {
+        serde_json::from_slice::<Vec<Value>>(&out.stdout).unwrap_or_else(|e| panic!("JSON array on stdout: {e}"))
+    } else {
+        Vec::new()
+    };
+    (code, json, stderr)
 }
