@@ -153,6 +153,39 @@ fn a_catalogue_added_by_api_is_searched_by_photo_through_the_workers() {
     .expect("search by key");
     assert_eq!(code, 404, "{body}");
 
+    // Logo search: a catalogue of two logo images, and the Tropicana photo searched for brands.
+    // (detect proposes regions from its crop and text lines, embed embeds each, index ranks
+    // brands by their best region plus the brand name read by OCR; docs/logos.md.)
+    let brands = format!("{shop}-logos");
+    let logos: Vec<(&str, Vec<u8>)> = ["Alpro.png", "Tropicana.png"]
+        .iter()
+        .map(|n| (*n, std::fs::read(repo().join("tests/fixtures/logos").join(n)).expect("logo fixture")))
+        .collect();
+    let parts: Vec<(&str, &[u8])> = logos.iter().map(|(n, b)| (*n, b.as_slice())).collect();
+    let (code, body) = http_post_multipart(
+        api,
+        &format!("/v1/catalog/{brands}/items?wait=true&mode=logo"),
+        &parts,
+        Duration::from_secs(300),
+    )
+    .expect("add logos");
+    assert_eq!(code, 200, "{body}\n{}", logs());
+    assert_eq!(json(&body)["status"]["outcomes"]["ok"].as_u64(), Some(2), "logos are not filtered as text: {body}");
+    let (code, body) = http_post_multipart(
+        api,
+        &format!("/v1/search?catalog={brands}&mode=logo&k=2"),
+        &[("carton.jpg", &query)],
+        Duration::from_secs(120),
+    )
+    .expect("logo search");
+    assert_eq!(code, 200, "{body}\n{}", logs());
+    let found = json(&body);
+    assert_eq!(found["mode"], "logo", "{found}");
+    let matches = found["matches"].as_array().expect("matches");
+    assert_eq!(matches.len(), 2, "one match per brand: {found}");
+    assert_eq!((matches[0]["brand"].as_str(), matches[0]["item"].as_str()), (Some("Tropicana"), Some("Tropicana.png")));
+    assert!(matches[0]["box"].as_array().is_some_and(|b| b.len() == 4), "the matching region: {found}");
+
     // Not an image: 422 with the pipeline's reason.
     let (code, body) = http_post_multipart(
         api,

@@ -10,6 +10,7 @@
 
 pub mod analysis;
 pub mod models;
+pub mod regions;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -19,6 +20,7 @@ use image::RgbImage;
 use serde::Serialize;
 use sightline_imaging::Limits;
 use sightline_inference::{InferenceError, LoadOnce, ModelStore};
+use sightline_messages::options::{LogoMode, logo_mode};
 use sightline_messages::{ItemOutcome, KIND_IMAGE};
 use sightline_runtime::{Ctx, Effect, Input, Stage, StageError};
 use tracing::debug;
@@ -365,9 +367,25 @@ impl Stage for Detect {
             timings = ?timings,
             "analysed"
         );
-        let value = serde_json::to_value(&detection).map_err(|e| StageError::permanent(format!("encode: {e}")))?;
+        let mut value = serde_json::to_value(&detection).map_err(|e| StageError::permanent(format!("encode: {e}")))?;
+        let logo = logo_mode(&task);
+        if logo == Some(LogoMode::Query) {
+            // A logo search embeds these regions of the photo (embed stage; docs/logos.md).
+            let regions =
+                regions::regions_from_detect(&value, task.width, task.height, &regions::RegionParams::default());
+            value["regions"] =
+                serde_json::to_value(regions).map_err(|e| StageError::permanent(format!("encode: {e}")))?;
+        }
+        // Logo searches are not filtered: a logo image, or a close-up of one, is mostly text.
+        let filtered = match detection.filtered {
+            Some(_) if logo.is_some() => {
+                value["filtered"] = serde_json::Value::Null;
+                None
+            }
+            other => other,
+        };
         task.annotations.insert(NAME.to_owned(), value);
-        match detection.filtered {
+        match filtered {
             Some(reason) => Ok(vec![Effect::leave(&task, ItemOutcome::Filtered, NAME, Some(reason))]),
             None => Ok(vec![Effect::forward(task, NAME)]),
         }

@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 use sightline_imaging::Limits;
 use sightline_inference::preprocess::{self, ChannelOrder, Filter, Layout, Normalize};
 use sightline_inference::{InferenceError, LoadOnce, ModelStore, PoolConfig, Runtime};
+use sightline_messages::options::{LogoMode, logo_mode};
 use sightline_messages::{ImageTask, KIND_IMAGE};
 use sightline_runtime::{Ctx, Effect, Input, Stage, StageError};
 use tracing::debug;
@@ -174,9 +175,37 @@ pub fn zoom_of(task: &ImageTask) -> Option<u32> {
         .filter(|p| (1..50).contains(p))
 }
 
-/// Where the embedding of image `sha256` (crop `crop`) is stored.
+/// The regions detect proposed for logo search (`annotations.detect.regions`: `{"box", "kind"}`),
+/// each inside the image.
+pub fn detect_regions(task: &ImageTask) -> Vec<([u32; 4], String)> {
+    let Some(regions) = task.annotations.get("detect").and_then(|d| d.get("regions")).and_then(|r| r.as_array()) else {
+        return Vec::new();
+    };
+    regions
+        .iter()
+        .filter_map(|r| {
+            let b: Vec<u32> =
+                r.get("box")?.as_array()?.iter().filter_map(|x| u32::try_from(x.as_u64()?).ok()).collect();
+            let [x, y, w, h] = <[u32; 4]>::try_from(b).ok()?;
+            let inside = w > 0 && h > 0 && x.checked_add(w)? <= task.width && y.checked_add(h)? <= task.height;
+            let kind = r.get("kind").and_then(|k| k.as_str()).unwrap_or("region").to_owned();
+            inside.then_some(([x, y, w, h], kind))
+        })
+        .collect()
+}
+
+/// Where the embedding of image `sha256` (crop `crop`, centre-crop fit) is stored.
 pub fn embedding_key(sha256: &str, crop: Option<[u32; 4]>) -> String {
-    format!("embeddings/{MODEL_ID}/{sha256}-{}.f32", crop_tag(crop))
+    embedding_key_fit(sha256, crop, Fit::Centre)
+}
+
+/// Where the embedding of image `sha256` (crop `crop`, fitted by `fit`) is stored: the
+/// centre-crop fit keeps [`embedding_key`]'s form, letterbox adds `-letterbox`.
+pub fn embedding_key_fit(sha256: &str, crop: Option<[u32; 4]>, fit: Fit) -> String {
+    match fit {
+        Fit::Centre => format!("embeddings/{MODEL_ID}/{sha256}-{}.f32", crop_tag(crop)),
+        Fit::Letterbox => format!("embeddings/{MODEL_ID}/{sha256}-{}-letterbox.f32", crop_tag(crop)),
+    }
 }
 
 /// The model input (224×224) of `img`, cropped to `crop` (clamped to the image) and fitted.
@@ -287,34 +316,66 @@ impl Embed {
     }
 }
 
+/// One region of a task's image to embed: its box (`None`: the whole image), how it is fitted,
+/// and where its vector goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Region {
+    /// `[x, y, w, h]` in source pixels, or `None` for the whole image.
+    pub crop: Option<[u32; 4]>,
+    /// How it is fitted to the model input.
+    pub fit: Fit,
+    /// Its embedding's key ([`embedding_key_fit`]).
+    pub key: String,
+}
+
+impl Region {
+    /// `crop` fitted by `fit`, stored content-addressed for image `sha256`.
+    pub fn new(sha256: &str, crop: Option<[u32; 4]>, fit: Fit) -> Self {
+        Self { crop, fit, key: embedding_key_fit(sha256, crop, fit) }
+    }
+}
+
 impl Embed {
-    /// Embeds `crop` of the task's image and stores it at `key`, unless it is stored already
-    /// (content-addressed: the same image and region always give the same vector).
-    async fn embed_region(
+    /// Embeds each of `regions` of the task's image and stores it at its key, unless it is stored
+    /// already (content-addressed: the same image, region and fit always give the same vector).
+    /// The image is read and decoded once for all of them.
+    async fn embed_regions(
         &self,
         ctx: &Ctx,
         task: &ImageTask,
         embedder: &Embedder,
-        crop: Option<[u32; 4]>,
-        key: &str,
+        regions: &[Region],
     ) -> Result<(), StageError> {
-        if ctx.blob.head(key).await?.is_some_and(|m| m.size == (DIM * 4) as u64) {
-            debug!(item = task.item, key = %key, "embedding already stored");
+        let mut todo = Vec::new();
+        for r in regions {
+            if ctx.blob.head(&r.key).await?.is_some_and(|m| m.size == (DIM * 4) as u64) {
+                debug!(item = task.item, key = %r.key, "embedding already stored");
+            } else if !todo.contains(r) {
+                todo.push(r.clone());
+            }
+        }
+        if todo.is_empty() {
             return Ok(());
         }
         let bytes = ctx.blob.get(&task.key).await?;
-        let (name, limits, fit) = (task.name.clone(), self.config.limits, self.config.fit);
-        let tensor = ctx
-            .blocking(move || -> Result<Array3<f32>, String> {
+        let (name, limits) = (task.name.clone(), self.config.limits);
+        let boxes: Vec<(Option<[u32; 4]>, Fit)> = todo.iter().map(|r| (r.crop, r.fit)).collect();
+        let tensors = ctx
+            .blocking(move || -> Result<Vec<Array3<f32>>, String> {
                 let (_, img) = sightline_imaging::decode(&bytes, Some(&name), &limits).map_err(|e| e.to_string())?;
-                let prepared = prepare(&img.to_rgb8(), crop, fit).map_err(|e| e.to_string())?;
-                Ok(input_tensor(&prepared))
+                let rgb = img.to_rgb8();
+                boxes
+                    .iter()
+                    .map(|(crop, fit)| prepare(&rgb, *crop, *fit).map(|p| input_tensor(&p)).map_err(|e| e.to_string()))
+                    .collect()
             })
             .await?
             .map_err(|e| StageError::permanent(format!("prepare image: {e}")))?;
-        let embedding = embedder.embed(tensor).await.map_err(StageError::transient)?;
-        ctx.blob.put(key, Bytes::from(to_le_bytes(&embedding))).await?;
-        debug!(item = task.item, key = %key, "embedded");
+        for (r, tensor) in todo.iter().zip(tensors) {
+            let embedding = embedder.embed(tensor).await.map_err(StageError::transient)?;
+            ctx.blob.put(&r.key, Bytes::from(to_le_bytes(&embedding))).await?;
+            debug!(item = task.item, key = %r.key, "embedded");
+        }
         Ok(())
     }
 }
@@ -332,32 +393,56 @@ impl Stage for Embed {
     async fn handle(&self, ctx: &Ctx, input: Input) -> Result<Vec<Effect>, StageError> {
         let mut task = input.into_image(NAME)?;
         let embedder = self.embedder().await.map_err(StageError::transient)?;
-        let crop = if self.config.use_crop { crop_of(&task) } else { None };
-        let key = embedding_key(&task.sha256, crop);
-        self.embed_region(ctx, &task, &embedder, crop, &key).await?;
-        // A search-by-photo query also gets its zoomed-in view (docs/search.md).
-        let zoom = match zoom_of(&task) {
-            Some(pct) => {
-                let inner = zoom_crop(crop, task.width, task.height, pct);
-                let zoom_key = embedding_key(&task.sha256, Some(inner));
-                self.embed_region(ctx, &task, &embedder, Some(inner), &zoom_key).await?;
-                Some(zoom_key)
-            }
-            None => None,
+        let logo = logo_mode(&task);
+        // A logo catalogue's item is a logo image: embedded whole, letterboxed (a centre crop
+        // cuts the ends off a wordmark; docs/logos.md).
+        let (crop, fit) = match logo {
+            Some(LogoMode::Item) => (None, Fit::Letterbox),
+            _ if self.config.use_crop => (crop_of(&task), self.config.fit),
+            _ => (None, self.config.fit),
         };
-        task.annotations.insert(
-            NAME.to_owned(),
-            json!({
-                "key": key,
-                "dim": DIM,
-                "model": MODEL_ID,
-                "crop": crop.map_or(json!("full"), |c| json!(c)),
-                "fit": self.config.fit.as_str(),
-            }),
-        );
-        if let (Some(zoom_key), Some(e)) = (zoom, task.annotations.get_mut(NAME)) {
-            e["zoom_key"] = json!(zoom_key);
+        let main = Region::new(&task.sha256, crop, fit);
+        // A search-by-photo query also gets its zoomed-in view (docs/search.md).
+        let zoom = zoom_of(&task).map(|pct| {
+            let inner = zoom_crop(crop, task.width, task.height, pct);
+            Region::new(&task.sha256, Some(inner), fit)
+        });
+        // A logo query gets one embedding per region detect proposed (docs/logos.md).
+        let logo_regions: Vec<(serde_json::Value, Region)> = match logo {
+            Some(LogoMode::Query) => detect_regions(&task)
+                .into_iter()
+                .map(|(b, kind)| {
+                    (json!({ "box": b, "kind": kind }), Region::new(&task.sha256, Some(b), Fit::Letterbox))
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        let all: Vec<Region> = std::iter::once(main.clone())
+            .chain(zoom.clone())
+            .chain(logo_regions.iter().map(|(_, r)| r.clone()))
+            .collect();
+        self.embed_regions(ctx, &task, &embedder, &all).await?;
+        let mut annotation = json!({
+            "key": main.key,
+            "dim": DIM,
+            "model": MODEL_ID,
+            "crop": crop.map_or(json!("full"), |c| json!(c)),
+            "fit": fit.as_str(),
+        });
+        if let Some(zoom) = zoom {
+            annotation["zoom_key"] = json!(zoom.key);
         }
+        if logo == Some(LogoMode::Query) {
+            let regions: Vec<serde_json::Value> = logo_regions
+                .into_iter()
+                .map(|(mut r, region)| {
+                    r["key"] = json!(region.key);
+                    r
+                })
+                .collect();
+            annotation["regions"] = json!(regions);
+        }
+        task.annotations.insert(NAME.to_owned(), annotation);
         Ok(vec![Effect::forward(task, NAME)])
     }
 
@@ -381,6 +466,39 @@ mod tests {
         assert_eq!(zoom_crop(None, 200, 100, 25), [50, 25, 100, 50]);
         assert_eq!(zoom_crop(Some([10, 20, 40, 80]), 200, 100, 25), [20, 40, 20, 40]);
         assert_eq!(zoom_crop(Some([0, 0, 1, 1]), 200, 100, 25), [0, 0, 1, 1]);
+    }
+
+    #[test]
+    fn logo_jobs_embed_items_whole_and_queries_by_detects_regions() {
+        let mut t = task(200, 100, None);
+        assert_eq!(logo_mode(&t), None);
+        t.annotations.insert("options".into(), json!({ "search.mode": "logo" }));
+        assert_eq!(logo_mode(&t), Some(LogoMode::Item));
+        t.annotations.insert("options".into(), json!({ "search.mode": "logo", "search.catalog": "brands" }));
+        assert_eq!(logo_mode(&t), Some(LogoMode::Query));
+        t.annotations.insert("options".into(), json!({ "search.mode": "photo", "search.catalog": "brands" }));
+        assert_eq!(logo_mode(&t), None);
+
+        let detect = json!({ "regions": [
+            { "box": [0, 0, 200, 100], "kind": "whole" },
+            { "box": [10, 10, 50, 20], "kind": "text" },
+            { "box": [190, 90, 20, 20], "kind": "text" },
+            { "box": [1, 2, 3] },
+            { "kind": "text" }
+        ] });
+        let t = task(200, 100, Some(detect));
+        assert_eq!(
+            detect_regions(&t),
+            [([0, 0, 200, 100], "whole".to_owned()), ([10, 10, 50, 20], "text".to_owned())],
+            "regions outside the image or malformed are dropped"
+        );
+        assert_eq!(detect_regions(&task(200, 100, None)), []);
+        let (centre, letterbox) = (
+            embedding_key_fit("ab", Some([1, 2, 3, 4]), Fit::Centre),
+            embedding_key_fit("ab", Some([1, 2, 3, 4]), Fit::Letterbox),
+        );
+        assert_eq!(centre, embedding_key("ab", Some([1, 2, 3, 4])));
+        assert_ne!(centre, letterbox, "the fit is part of the content address");
     }
 
     fn task(width: u32, height: u32, detect: Option<serde_json::Value>) -> ImageTask {

@@ -19,6 +19,7 @@ use axum::routing::{get, post};
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use sightline_messages::options::SEARCH_MODE;
 use sightline_messages::{ItemOutcome, JobSpec, Source};
 use sightline_runtime::Backends;
 use sightline_runtime::embedded::wait_for_job;
@@ -213,6 +214,18 @@ async fn start_job(
 struct AddParams {
     #[serde(default)]
     wait: bool,
+    mode: Option<String>,
+}
+
+/// Whether `mode` (`photo`, the default, or `logo`) asks for logo search: the job option
+/// `search.mode=logo` then makes detect, embed and index treat the images as logos (catalogue
+/// uploads) or as photos searched for logos (searches; docs/logos.md).
+fn logo_mode(mode: Option<&str>) -> Result<bool, ApiError> {
+    match mode {
+        None | Some("photo") => Ok(false),
+        Some("logo") => Ok(true),
+        Some(other) => Err(ApiError::bad_request(format!("mode must be photo or logo, not {other:?}"))),
+    }
 }
 
 async fn add_items(
@@ -222,11 +235,16 @@ async fn add_items(
     multipart: Result<Multipart, MultipartRejection>,
 ) -> ApiResult {
     valid_catalog(&name)?;
+    let logo = logo_mode(params.mode.as_deref())?;
     let files = files(multipart).await?;
     let count = files.len();
     // This replica compacts the catalogues it fills (crate::catalog).
     s.catalogs.track(&name);
-    let job = start_job(&s.backends, KIND_CATALOG, &name, files, BTreeMap::new()).await?;
+    let mut options = BTreeMap::new();
+    if logo {
+        options.insert(SEARCH_MODE.to_owned(), "logo".to_owned());
+    }
+    let job = start_job(&s.backends, KIND_CATALOG, &name, files, options).await?;
     if !params.wait {
         return Ok((StatusCode::ACCEPTED, axum::Json(json!({ "job": job, "files": count }))).into_response());
     }
@@ -243,6 +261,7 @@ struct SearchParams {
     k: Option<usize>,
     /// An image already in the bucket, searched instead of an uploaded one.
     key: Option<String>,
+    mode: Option<String>,
 }
 
 /// Catalogue `name` as this replica serves it; 404 when it has no items.
@@ -286,6 +305,7 @@ async fn search(
     let catalog = params.catalog.ok_or_else(|| ApiError::bad_request("missing query parameter: catalog"))?;
     valid_catalog(&catalog)?;
     let k = params.k.unwrap_or(query::DEFAULT_K).clamp(1, query::MAX_K);
+    let logo = logo_mode(params.mode.as_deref())?;
     catalog_view(&s, &catalog).await?;
     let mut files = match &params.key {
         // The photo is already in the bucket: copied beside the job's uploads so that the job
@@ -297,12 +317,15 @@ async fn search(
         return Err(ApiError::bad_request(format!("one image per search, got {}", files.len())));
     }
     let query_name = files[0].0.clone();
-    let options = BTreeMap::from([
-        (OPTION_CATALOG.to_owned(), catalog.clone()),
-        (OPTION_K.to_owned(), k.to_string()),
+    let mut options =
+        BTreeMap::from([(OPTION_CATALOG.to_owned(), catalog.clone()), (OPTION_K.to_owned(), k.to_string())]);
+    if logo {
+        // detect proposes regions, embed embeds each, index ranks brands (docs/logos.md).
+        options.insert(SEARCH_MODE.to_owned(), "logo".to_owned());
+    } else {
         // The embed stage also embeds the query's zoomed-in view (docs/search.md, "Query zoom").
-        ("embed.zoom".to_owned(), QUERY_ZOOM.to_string()),
-    ]);
+        options.insert("embed.zoom".to_owned(), QUERY_ZOOM.to_string());
+    }
     let job = start_job(&s.backends, KIND_SEARCH, QUERY_COLLECTION, std::mem::take(&mut files), options).await?;
     match wait_for_job(s.backends.coord.as_ref(), job, |_| {}, Some(s.config.search_timeout)).await {
         Ok(Some(_)) => {}
@@ -320,6 +343,7 @@ async fn search(
         (ItemOutcome::Ok, Some(answer)) => Ok(axum::Json(json!({
             "query": query_name,
             "catalog": catalog,
+            "mode": if logo { "logo" } else { "photo" },
             "job": job,
             "text": answer.get("text").cloned().unwrap_or(Value::Null),
             "matches": answer.get("matches").cloned().unwrap_or_else(|| json!([])),
@@ -364,6 +388,7 @@ pub fn openapi() -> Value {
         })
     };
     let name = json!({ "name": "name", "in": "path", "required": true, "schema": { "type": "string", "pattern": "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$" } });
+    let mode = json!({ "name": "mode", "in": "query", "description": "logo: the catalogue holds logo images (one brand per file: BRAND.png, BRAND-2.png) and a search returns brands (docs/logos.md); use the same mode to add and to search", "schema": { "type": "string", "enum": ["photo", "logo"], "default": "photo" } });
     json!({
         "openapi": "3.0.3",
         "info": {
@@ -374,7 +399,7 @@ pub fn openapi() -> Value {
         "paths": {
             "/v1/catalog/{name}/items": { "post": {
                 "summary": "Add images to a catalogue",
-                "parameters": [name, { "name": "wait", "in": "query", "schema": { "type": "boolean", "default": false } }],
+                "parameters": [name, { "name": "wait", "in": "query", "schema": { "type": "boolean", "default": false } }, mode.clone()],
                 "requestBody": upload(true),
                 "responses": {
                     "200": { "description": "indexed (wait=true)", "content": { "application/json": { "schema": { "type": "object", "properties": { "job": { "type": "string", "format": "uuid" }, "status": { "type": "object" } } } } } },
@@ -401,7 +426,8 @@ pub fn openapi() -> Value {
                 "parameters": [
                     { "name": "catalog", "in": "query", "required": true, "schema": { "type": "string" } },
                     { "name": "k", "in": "query", "schema": { "type": "integer", "default": query::DEFAULT_K, "minimum": 1, "maximum": query::MAX_K } },
-                    { "name": "key", "in": "query", "description": "search with the image at this storage key instead of an upload (no body)", "schema": { "type": "string" } }
+                    { "name": "key", "in": "query", "description": "search with the image at this storage key instead of an upload (no body)", "schema": { "type": "string" } },
+                    mode.clone()
                 ],
                 "requestBody": { "required": false, "content": upload(false)["content"].clone() },
                 "responses": {
@@ -418,8 +444,12 @@ pub fn openapi() -> Value {
                 "catalog": { "type": "string" },
                 "job": { "type": "string", "format": "uuid" },
                 "text": { "type": "string", "description": "the query's OCR text" },
+                "mode": { "type": "string", "enum": ["photo", "logo"] },
                 "matches": { "type": "array", "items": { "type": "object", "properties": {
-                    "item": { "type": "string" }, "score": { "type": "number" }, "visual": { "type": "number" }, "text": { "type": "number" }
+                    "item": { "type": "string" }, "score": { "type": "number" }, "visual": { "type": "number" }, "text": { "type": "number" },
+                    "brand": { "type": "string", "description": "logo mode: one match per brand" },
+                    "box": { "type": "array", "items": { "type": "integer" }, "description": "logo mode: the query region [x, y, w, h] that matched" },
+                    "region": { "type": "string", "description": "logo mode: where that region came from (whole, crop, text, text-group)" }
                 } } }
             } }
         } }
@@ -506,6 +536,9 @@ mod tests {
         let (ct, big) = multipart("big.jpg", &[0u8; 4096]);
         let (code, body) = api.request("POST /v1/catalog/shop/items", &ct, &big).await;
         assert_eq!(code, 413, "{body}");
+        let (ct, small) = multipart("q.jpg", b"jpeg");
+        let (code, body) = api.request("POST /v1/catalog/shop/items?mode=video", &ct, &small).await;
+        assert_eq!((code, body["error"].as_str()), (400, Some("mode must be photo or logo, not \"video\"")));
         let (code, body) = api.request("GET /v2/nothing", "text/plain", b"").await;
         assert_eq!(code, 404, "{body}");
         assert!(body["error"].is_string());

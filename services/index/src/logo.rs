@@ -1,191 +1,19 @@
-//! Logo search, the model-free part: which regions of a query photo to embed, and how a logo
-//! catalogue is ranked against them (docs/logos.md).
+//! Logo search, the model-free ranking (docs/logos.md).
 //!
-//! A query photo is cut into candidate regions from what the detect stage recorded
-//! (`annotations.detect`): the whole image, the main-subject box (`crop`), and the text-line
-//! boxes (`text.boxes`) grown by a margin, plus the union of each group of stacked lines (logos
-//! set on two or three lines, "GOD / MOR / GON"). Each region is embedded like any image (the
-//! embed stage's model and preprocessing); a logo catalogue (one or a few logo images per brand,
-//! no training) is an ordinary [`SearchIndex`] of their embeddings. A logo's score for the
-//! query is its best cosine over the query's regions, and a brand's is its best logo's.
+//! A query photo is cut into candidate regions by the detect stage
+//! (`sightline_detect::regions`, from its crop and text lines) and each region is embedded
+//! like any image; a logo catalogue (one or a few logo images per brand, no training) is an
+//! ordinary [`SearchIndex`] of their embeddings. A logo's score for the query is its best cosine
+//! over the query's regions, a brand's is its best logo's, plus a weight times how well the
+//! query's OCR text names the brand ([`name_score`]).
 
 use serde::Serialize;
-use serde_json::Value;
 
 use crate::search::{SearchIndex, SearchOptions, bigrams};
-
-/// Where a candidate region came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum RegionKind {
-    /// The whole image.
-    Whole,
-    /// detect's main-subject box.
-    Crop,
-    /// One text line, grown by the margin.
-    Text,
-    /// The union of a group of stacked text lines, grown by the margin.
-    TextGroup,
-}
-
-/// A candidate region of a query photo.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Region {
-    /// `[x, y, w, h]` in source pixels, inside the image.
-    #[serde(rename = "box")]
-    pub bbox: [u32; 4],
-    /// Where it came from.
-    pub kind: RegionKind,
-}
-
-/// Which regions [`regions_from_detect`] proposes.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct RegionParams {
-    /// Propose the whole image.
-    pub whole: bool,
-    /// Propose detect's main-subject box (when it is not the whole image).
-    pub crop: bool,
-    /// Propose the text lines (and groups of stacked lines).
-    pub text: bool,
-    /// Each text region grows by this many times its height on every side (a wordmark's line
-    /// box hugs its letters; the mark around it, a badge or an emblem, lies within about one
-    /// letter height).
-    pub margin: f32,
-    /// At most this many text lines, the largest first (detect records them largest first).
-    pub max_lines: usize,
-    /// Regions with a side shorter than this many pixels are dropped (nothing to embed).
-    pub min_side: u32,
-}
-
-/// Default margin around text lines, in line heights (the best of 0, 0.25, 0.5 and 1 on
-/// `../shared/data/search`, docs/logos.md).
-pub const DEFAULT_MARGIN: f32 = 1.0;
 
 /// Default weight of the brand name read in the query (OCR) in a brand's score: score = best
 /// cosine + weight × [`name_score`] (docs/logos.md).
 pub const DEFAULT_TEXT_WEIGHT: f32 = 0.5;
-
-impl Default for RegionParams {
-    fn default() -> Self {
-        Self { whole: true, crop: true, text: true, margin: DEFAULT_MARGIN, max_lines: 8, min_side: 8 }
-    }
-}
-
-/// The candidate regions of a `width` × `height` image from its detect annotation (the value
-/// of `annotations.detect`: `crop`, `crop_full`, `text.boxes`). Missing or malformed fields
-/// propose nothing; boxes are clamped to the image; near-duplicates (IoU ≥ 0.9) are proposed
-/// once, the first kept (order: whole, crop, lines largest first, groups).
-pub fn regions_from_detect(detect: &Value, width: u32, height: u32, p: &RegionParams) -> Vec<Region> {
-    let mut out: Vec<Region> = Vec::new();
-    if width == 0 || height == 0 {
-        return out;
-    }
-    let mut push = |bbox: Option<[u32; 4]>, kind: RegionKind| {
-        let Some(bbox) = bbox else { return };
-        if bbox[2] < p.min_side.max(1) || bbox[3] < p.min_side.max(1) {
-            return;
-        }
-        if out.iter().all(|r| iou(&r.bbox, &bbox) < 0.9) {
-            out.push(Region { bbox, kind });
-        }
-    };
-    if p.whole {
-        push(Some([0, 0, width, height]), RegionKind::Whole);
-    }
-    if p.crop && detect.get("crop_full").and_then(Value::as_bool) != Some(true) {
-        push(detect.get("crop").and_then(pixel_box).and_then(|b| clamp(b, width, height)), RegionKind::Crop);
-    }
-    if p.text {
-        let lines: Vec<[u32; 4]> = detect
-            .pointer("/text/boxes")
-            .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(pixel_box).filter_map(|b| clamp(b, width, height)).collect())
-            .unwrap_or_default();
-        let lines = &lines[..lines.len().min(p.max_lines)];
-        for &line in lines {
-            push(grow(line, p.margin, width, height), RegionKind::Text);
-        }
-        for group in stacked_groups(lines) {
-            push(grow(group, p.margin, width, height), RegionKind::TextGroup);
-        }
-    }
-    out
-}
-
-/// `[x, y, w, h]` from a JSON array of four non-negative integers.
-fn pixel_box(v: &Value) -> Option<[u32; 4]> {
-    let a = v.as_array()?;
-    let v: Vec<u32> = a.iter().filter_map(|x| x.as_u64().and_then(|n| u32::try_from(n).ok())).collect();
-    <[u32; 4]>::try_from(v).ok()
-}
-
-/// The box cut to the image; `None` when nothing of it is inside.
-fn clamp([x, y, w, h]: [u32; 4], width: u32, height: u32) -> Option<[u32; 4]> {
-    let (x1, y1) = (x.saturating_add(w).min(width), y.saturating_add(h).min(height));
-    (x < x1 && y < y1).then(|| [x, y, x1 - x, y1 - y])
-}
-
-/// The box grown by `margin` × its height on every side, cut to the image.
-fn grow([x, y, w, h]: [u32; 4], margin: f32, width: u32, height: u32) -> Option<[u32; 4]> {
-    let d = (margin.max(0.0) * h as f32).round() as u32;
-    let (x0, y0) = (x.saturating_sub(d), y.saturating_sub(d));
-    let (x1, y1) = ((x + w).saturating_add(d).min(width), (y + h).saturating_add(d).min(height));
-    clamp([x0, y0, x1.saturating_sub(x0), y1.saturating_sub(y0)], width, height)
-}
-
-/// Intersection over union of two pixel boxes.
-fn iou(a: &[u32; 4], b: &[u32; 4]) -> f32 {
-    let ix = (a[0] + a[2]).min(b[0] + b[2]).saturating_sub(a[0].max(b[0]));
-    let iy = (a[1] + a[3]).min(b[1] + b[3]).saturating_sub(a[1].max(b[1]));
-    let inter = f64::from(ix) * f64::from(iy);
-    let union = f64::from(a[2]) * f64::from(a[3]) + f64::from(b[2]) * f64::from(b[3]) - inter;
-    if union <= 0.0 { 0.0 } else { (inter / union) as f32 }
-}
-
-/// The unions of the groups of two or more stacked lines: lines that overlap horizontally by at
-/// least half the narrower one and are at most one line height (the smaller) apart vertically
-/// are in one group (transitively).
-fn stacked_groups(lines: &[[u32; 4]]) -> Vec<[u32; 4]> {
-    let n = lines.len();
-    let mut group: Vec<usize> = (0..n).collect();
-    fn root(g: &mut [usize], mut i: usize) -> usize {
-        while g[i] != i {
-            g[i] = g[g[i]];
-            i = g[i];
-        }
-        i
-    }
-    let stacked = |a: &[u32; 4], b: &[u32; 4]| {
-        let overlap = (a[0] + a[2]).min(b[0] + b[2]).saturating_sub(a[0].max(b[0]));
-        let gap = b[1].saturating_sub(a[1] + a[3]).max(a[1].saturating_sub(b[1] + b[3]));
-        overlap * 2 >= a[2].min(b[2]) && gap <= a[3].min(b[3])
-    };
-    for i in 0..n {
-        for j in i + 1..n {
-            if stacked(&lines[i], &lines[j]) {
-                let (ri, rj) = (root(&mut group, i), root(&mut group, j));
-                group[ri.max(rj)] = ri.min(rj);
-            }
-        }
-    }
-    let mut unions: Vec<([u32; 4], usize)> = Vec::new();
-    let mut owner: Vec<Option<usize>> = vec![None; n];
-    for (i, &[x, y, w, h]) in lines.iter().enumerate() {
-        let r = root(&mut group, i);
-        match owner[r] {
-            None => {
-                owner[r] = Some(unions.len());
-                unions.push(([x, y, x + w, y + h], 1));
-            }
-            Some(u) => {
-                let (c, count) = &mut unions[u];
-                *c = [c[0].min(x), c[1].min(y), c[2].max(x + w), c[3].max(y + h)];
-                *count += 1;
-            }
-        }
-    }
-    unions.into_iter().filter(|(_, count)| *count >= 2).map(|(c, _)| [c[0], c[1], c[2] - c[0], c[3] - c[1]]).collect()
-}
 
 /// A logo catalogue item ranked for a query.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -241,6 +69,76 @@ pub fn best_per_label<L: PartialEq>(matches: &[LogoMatch], label_of: impl Fn(usi
     out
 }
 
+/// The brand of a logo catalogue item: its first folder (`Arla/front.png`), else its file name
+/// without extension and without a trailing `-<digits>` (`Arla-2.png`: a second Arla logo).
+pub fn brand_of(item: &str) -> String {
+    if let Some((dir, _)) = item.split_once('/') {
+        return dir.to_owned();
+    }
+    let stem = item.rsplit_once('.').map_or(item, |(stem, _)| stem);
+    match stem.rsplit_once('-') {
+        Some((brand, n)) if !brand.is_empty() && !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()) => {
+            brand.to_owned()
+        }
+        _ => stem.to_owned(),
+    }
+}
+
+/// A brand found in a query.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BrandMatch {
+    /// The brand ([`brand_of`] its best logo).
+    pub brand: String,
+    /// Which of the searched catalogues (parts) the best logo is in.
+    #[serde(skip)]
+    pub part: usize,
+    /// The best logo's position in that part.
+    #[serde(skip)]
+    pub index: usize,
+    /// `visual` + text weight × `text`.
+    pub score: f32,
+    /// The best logo's best cosine over the regions.
+    pub visual: f32,
+    /// How well the query's OCR text names the brand ([`name_score`]).
+    pub text: f32,
+    /// The region that matched best (position in the query's region list).
+    #[serde(skip)]
+    pub region: usize,
+}
+
+/// The `k` brands best found in a query whose regions embed to `regions`, over one catalogue
+/// served as `parts` (a snapshot and a delta, or one index): each brand's best logo's best
+/// cosine, plus `text_weight` × how well the query's OCR `text` names the brand; best first.
+pub fn brands(parts: &[&SearchIndex], regions: &[Vec<f32>], text: &str, text_weight: f32, k: usize) -> Vec<BrandMatch> {
+    let mut best: Vec<BrandMatch> = Vec::new();
+    for (p, part) in parts.iter().enumerate() {
+        for m in rank(part, regions, part.len()) {
+            let brand = brand_of(&part.items()[m.index].name);
+            let found = BrandMatch {
+                brand,
+                part: p,
+                index: m.index,
+                score: m.score,
+                visual: m.score,
+                text: 0.0,
+                region: m.region,
+            };
+            match best.iter_mut().find(|b| b.brand == found.brand) {
+                Some(b) if b.visual >= found.visual => {}
+                Some(b) => *b = found,
+                None => best.push(found),
+            }
+        }
+    }
+    for b in &mut best {
+        b.text = if text_weight > 0.0 { name_score(&b.brand, text) } else { 0.0 };
+        b.score = b.visual + text_weight * b.text;
+    }
+    best.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.brand.cmp(&b.brand)));
+    best.truncate(k);
+    best
+}
+
 /// How well a query's OCR text names `brand`: 1 when the brand's letters and digits (lower
 /// case, "God-Morgon" → "godmorgon") occur in the text's, else the share of the brand's
 /// character bigrams the text has (OCR drops and misreads letters); 0 without text. Wordmark
@@ -261,71 +159,8 @@ pub fn name_score(brand: &str, text: &str) -> f32 {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-
     use super::*;
     use crate::search::{AnnParams, CatalogItem};
-
-    fn boxes(r: &[Region]) -> Vec<([u32; 4], RegionKind)> {
-        r.iter().map(|r| (r.bbox, r.kind)).collect()
-    }
-
-    #[test]
-    fn regions_are_the_whole_image_the_crop_and_grown_text_lines() {
-        let detect = json!({
-            "crop": [50, 20, 200, 300], "crop_full": false,
-            "text": {"fraction": 0.1, "lines": 2, "boxes": [[100, 100, 80, 20], [300, 390, 60, 20]]}
-        });
-        let half = RegionParams { margin: 0.5, ..RegionParams::default() };
-        let r = regions_from_detect(&detect, 348, 400, &half);
-        assert_eq!(
-            boxes(&r),
-            vec![
-                ([0, 0, 348, 400], RegionKind::Whole),
-                ([50, 20, 200, 300], RegionKind::Crop),
-                // Half a line height (10 px) on every side.
-                ([90, 90, 100, 40], RegionKind::Text),
-                // Cut to the image (48×10) first, then grown by 5 and cut again.
-                ([295, 385, 53, 15], RegionKind::Text),
-            ]
-        );
-        let only_text = RegionParams { whole: false, crop: false, margin: 0.0, ..RegionParams::default() };
-        assert_eq!(
-            boxes(&regions_from_detect(&detect, 348, 400, &only_text))[0],
-            ([100, 100, 80, 20], RegionKind::Text)
-        );
-        let no_text = RegionParams { text: false, ..RegionParams::default() };
-        assert_eq!(regions_from_detect(&detect, 348, 400, &no_text).len(), 2);
-    }
-
-    #[test]
-    fn stacked_lines_are_also_proposed_together() {
-        // "GOD / MOR / GON": three short lines one above the other, and a line far below.
-        let detect = json!({
-            "crop_full": true, "crop": [0, 0, 200, 200],
-            "text": {"boxes": [[90, 40, 30, 10], [90, 52, 30, 10], [91, 64, 28, 10], [60, 150, 80, 12]]}
-        });
-        let p = RegionParams { whole: false, margin: 0.0, ..RegionParams::default() };
-        let r = regions_from_detect(&detect, 200, 200, &p);
-        assert_eq!(r.len(), 5, "{r:?}");
-        assert_eq!(r[4], Region { bbox: [90, 40, 30, 34], kind: RegionKind::TextGroup });
-        assert!(r.iter().all(|r| r.kind != RegionKind::Crop), "crop_full proposes no crop");
-    }
-
-    #[test]
-    fn malformed_or_tiny_boxes_propose_nothing() {
-        let detect = json!({
-            "crop": [10, 10, 5], "crop_full": false,
-            "text": {"boxes": [[1, 2, 3, 4], "x", [500, 500, 10, 10], [-1, 0, 20, 20], [10, 10, 40, 12]]}
-        });
-        let p = RegionParams { whole: false, margin: 0.0, ..RegionParams::default() };
-        assert_eq!(boxes(&regions_from_detect(&detect, 100, 100, &p)), vec![([10, 10, 40, 12], RegionKind::Text)]);
-        assert!(regions_from_detect(&json!(null), 100, 100, &p).is_empty());
-        assert!(regions_from_detect(&detect, 0, 0, &RegionParams::default()).is_empty());
-        // Near-duplicates are proposed once.
-        let dup = json!({"crop": [0, 0, 99, 100], "crop_full": false});
-        assert_eq!(regions_from_detect(&dup, 100, 100, &RegionParams::default()).len(), 1);
-    }
 
     #[test]
     fn a_brand_is_named_when_its_letters_are_in_the_text() {
@@ -370,5 +205,27 @@ mod tests {
         let by_brand = best_per_label(&rank(&index, &regions, 4), brand, 5);
         assert_eq!(by_brand.iter().map(|m| m.index).collect::<Vec<_>>(), vec![0, 2, 3]);
         assert!(rank(&index, &[], 3).is_empty());
+
+        // Brands over two parts (a snapshot and a delta), with the OCR name.
+        let mut delta = SearchIndex::new(4);
+        delta.add(CatalogItem { name: "oatly/b.png".into(), text: String::new() }, &unit(4, &[(3, 1.0)])).expect("add");
+        let found = brands(&[&index, &delta], &regions, "", 0.5, 3);
+        let names: Vec<&str> = found.iter().map(|b| b.brand.as_str()).collect();
+        assert_eq!(names, ["alpro", "oatly", "arla"], "oatly's best logo is in the delta");
+        assert_eq!((found[1].part, found[1].index, found[1].region), (1, 0, 0));
+        let named = brands(&[&index, &delta], &regions, "ARLA mellanmjölk", 1.0, 3);
+        assert_eq!(named[0].brand, "arla", "the name read in the photo lifts its brand");
+        assert!((named[0].score - (named[0].visual + 1.0)).abs() < 1e-6);
+        assert_eq!((named[1].brand.as_str(), named[1].text), ("alpro", 0.0));
+    }
+
+    #[test]
+    fn a_logo_files_brand_is_its_folder_or_its_name() {
+        assert_eq!(brand_of("Arla/front.png"), "Arla");
+        assert_eq!(brand_of("God-Morgon.png"), "God-Morgon");
+        assert_eq!(brand_of("Arla-2.png"), "Arla");
+        assert_eq!(brand_of("7-Eleven.jpg"), "7-Eleven");
+        assert_eq!(brand_of("-1.png"), "-1");
+        assert_eq!(brand_of("Valio"), "Valio");
     }
 }

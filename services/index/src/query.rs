@@ -7,16 +7,18 @@
 
 use serde::Serialize;
 use sightline_messages::ImageTask;
+use sightline_messages::options::{LogoMode, logo_mode};
 use sightline_runtime::{Ctx, StageError};
 
 use crate::catalog::{CatalogError, Catalogs};
+use crate::logo;
 use crate::search::SearchOptions;
 use crate::{decode_vector, ocr_text};
 
 /// The annotation a query's answer is stored under.
 pub const ANNOTATION: &str = "search";
 /// The job option naming the catalogue to search.
-pub const OPTION_CATALOG: &str = "search.catalog";
+pub const OPTION_CATALOG: &str = sightline_messages::options::SEARCH_CATALOG;
 /// The job option giving the number of matches.
 pub const OPTION_K: &str = "search.k";
 /// Matches returned when `search.k` is not given.
@@ -92,16 +94,15 @@ pub async fn answer(
     let key = task.annotations.get("embed").and_then(|e| e.get("key")).and_then(|k| k.as_str()).ok_or_else(|| {
         StageError::permanent(format!("{}: no embedding to search with (is embed on the route?)", task.name))
     })?;
-    let raw = ctx.blob.get(key).await?;
-    let mut vector = decode_vector(&raw)
-        .ok_or_else(|| StageError::permanent(format!("{key}: not an embedding ({} bytes)", raw.len())))?;
+    let mut vector = load_vector(ctx, key).await?;
     // The zoomed-in view the embed stage adds for queries (`embed.zoom`): search with the
     // normalised mean of the two (docs/search.md, "Query zoom").
     if let Some(zoom_key) = task.annotations.get("embed").and_then(|e| e.get("zoom_key")).and_then(|k| k.as_str()) {
-        let raw = ctx.blob.get(zoom_key).await?;
-        let zoom = decode_vector(&raw)
-            .ok_or_else(|| StageError::permanent(format!("{zoom_key}: not an embedding ({} bytes)", raw.len())))?;
+        let zoom = load_vector(ctx, zoom_key).await?;
         vector = mean_direction(&vector, &zoom);
+    }
+    if logo_mode(task) == Some(LogoMode::Query) {
+        return answer_logo(ctx, catalogs, task, request).await;
     }
     let index = catalogs.view(ctx.blob.as_ref(), ctx.coord.as_ref(), &request.catalog).await?;
     if index.is_empty() {
@@ -128,6 +129,56 @@ pub async fn answer(
         })
         .collect();
     Ok(serde_json::json!({ "catalog": request.catalog, "text": text, "matches": matches }))
+}
+
+async fn load_vector(ctx: &Ctx, key: &str) -> Result<Vec<f32>, StageError> {
+    let raw = ctx.blob.get(key).await?;
+    decode_vector(&raw).ok_or_else(|| StageError::permanent(format!("{key}: not an embedding ({} bytes)", raw.len())))
+}
+
+/// Answers a logo search (job option `search.mode=logo`): the embeddings of the regions detect
+/// proposed (`annotations.embed.regions`) against the logo catalogue, one match per brand, with
+/// the query's OCR text naming brands ([`logo::brands`], docs/logos.md).
+async fn answer_logo(
+    ctx: &Ctx,
+    catalogs: &Catalogs,
+    task: &ImageTask,
+    request: &QueryRequest,
+) -> Result<serde_json::Value, StageError> {
+    let regions = task.annotations.get("embed").and_then(|e| e.get("regions")).and_then(|r| r.as_array());
+    let regions = regions.filter(|r| !r.is_empty()).ok_or_else(|| {
+        StageError::permanent(format!(
+            "{}: no region embeddings to search logos with (is detect on the route?)",
+            task.name
+        ))
+    })?;
+    let mut vectors = Vec::with_capacity(regions.len());
+    for r in regions {
+        let key = r.get("key").and_then(|k| k.as_str()).ok_or_else(|| StageError::permanent("a region has no key"))?;
+        vectors.push(load_vector(ctx, key).await?);
+    }
+    let view = catalogs.view(ctx.blob.as_ref(), ctx.coord.as_ref(), &request.catalog).await?;
+    if view.is_empty() {
+        return Err(StageError::permanent(format!("catalogue {:?} has no items", request.catalog)));
+    }
+    let text = ocr_text(task).unwrap_or_default();
+    let parts = [view.snapshot.as_ref(), view.delta.as_ref()];
+    let matches: Vec<serde_json::Value> = logo::brands(&parts, &vectors, &text, logo::DEFAULT_TEXT_WEIGHT, request.k)
+        .into_iter()
+        .map(|b| {
+            let region = &regions[b.region];
+            serde_json::json!({
+                "item": parts[b.part].items()[b.index].name,
+                "brand": b.brand,
+                "score": b.score,
+                "visual": b.visual,
+                "text": b.text,
+                "box": region.get("box"),
+                "region": region.get("kind"),
+            })
+        })
+        .collect();
+    Ok(serde_json::json!({ "catalog": request.catalog, "mode": "logo", "text": text, "matches": matches }))
 }
 
 #[cfg(test)]

@@ -30,8 +30,9 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use search_cmd::{Extractor, Features};
+use sightline_detect::regions::{self, Region, RegionParams};
 use sightline_embed::Fit;
-use sightline_index::logo::{self, Region, RegionParams, name_score};
+use sightline_index::logo::{self, name_score};
 use sightline_index::search::{SearchIndex, dot};
 
 const DIM: usize = sightline_embed::DIM;
@@ -230,15 +231,15 @@ fn regions_of(q: &QueryInfo, v: &Variant) -> Vec<Region> {
     if v.subject_only {
         let detect = &q.detect;
         let params = RegionParams { whole: false, text: false, ..Default::default() };
-        let mut r = logo::regions_from_detect(detect, q.width, q.height, &params);
+        let mut r = regions::regions_from_detect(detect, q.width, q.height, &params);
         if r.is_empty() {
-            r = logo::regions_from_detect(detect, q.width, q.height, &RegionParams { whole: true, ..params });
+            r = regions::regions_from_detect(detect, q.width, q.height, &RegionParams { whole: true, ..params });
         }
         return r;
     }
     let mut out: Vec<Region> = Vec::new();
     for p in &v.params {
-        for r in logo::regions_from_detect(&q.detect, q.width, q.height, p) {
+        for r in regions::regions_from_detect(&q.detect, q.width, q.height, p) {
             if !out.iter().any(|o| o.bbox == r.bbox) {
                 out.push(r);
             }
@@ -273,7 +274,7 @@ impl Mode {
 
     /// Brand → score, best first.
     fn scores(self, index: &SearchIndex, vectors: &[Vec<f32>], text: &str) -> Vec<(String, f32)> {
-        let brand = |i: usize| search_cmd::brand_of(&index.items()[i].name);
+        let brand = |i: usize| sightline_index::logo::brand_of(&index.items()[i].name);
         let mut out: Vec<(String, f32)> = match self {
             Mode::Max | Mode::Fused(_) => {
                 logo::rank(index, vectors, index.len()).iter().map(|m| (brand(m.index), m.score)).collect()

@@ -86,7 +86,7 @@ pub struct SearchArgs {
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = [LogoRegionSet::Whole, LogoRegionSet::Crop, LogoRegionSet::Text])]
     pub logo_regions: Vec<LogoRegionSet>,
     /// Logo search: each text line's region grows by this many line heights on every side.
-    #[arg(long, env = "LOGO_MARGIN", default_value_t = sightline_index::logo::DEFAULT_MARGIN)]
+    #[arg(long, env = "LOGO_MARGIN", default_value_t = sightline_detect::regions::DEFAULT_MARGIN)]
     pub logo_margin: f32,
     /// Logo search: weight of the brand's name read in the query (OCR) in a brand's score:
     /// best cosine + weight × name score (1 when the name is in the text; `--no-ocr` or 0: the
@@ -446,23 +446,15 @@ pub struct LogoItem {
     #[serde(rename = "box")]
     pub bbox: [u32; 4],
     /// Where that region came from (`whole`, `crop`, `text`, `text-group`).
-    pub region: sightline_index::logo::RegionKind,
+    pub region: sightline_detect::regions::RegionKind,
 }
 
 /// One query's logo-search answer (brands, best first).
 pub type LogoResult = QueryResult<LogoItem>;
 
-/// The brand of a logo file: its first folder, else its file name without extension.
-pub fn brand_of(item: &str) -> String {
-    match item.split_once('/') {
-        Some((dir, _)) => dir.to_owned(),
-        None => Path::new(item).file_stem().map_or_else(|| item.to_owned(), |s| s.to_string_lossy().into_owned()),
-    }
-}
-
 /// The region proposal settings of logo search.
-pub fn logo_params(regions: &[LogoRegionSet], margin: f32) -> sightline_index::logo::RegionParams {
-    sightline_index::logo::RegionParams {
+pub fn logo_params(regions: &[LogoRegionSet], margin: f32) -> sightline_detect::regions::RegionParams {
+    sightline_detect::regions::RegionParams {
         whole: regions.contains(&LogoRegionSet::Whole),
         crop: regions.contains(&LogoRegionSet::Crop),
         text: regions.contains(&LogoRegionSet::Text),
@@ -509,7 +501,7 @@ pub async fn logo_query(
     index: &SearchIndex,
     path: PathBuf,
     name: String,
-    params: &sightline_index::logo::RegionParams,
+    params: &sightline_detect::regions::RegionParams,
     fit: Fit,
     text_weight: f32,
     k: usize,
@@ -517,32 +509,24 @@ pub async fn logo_query(
     let answer = async {
         let text = if text_weight > 0.0 { extractor.read_text(&path, &name).await? } else { String::new() };
         let (img, detect) = extractor.detect(&path, &name).await?;
-        let regions = sightline_index::logo::regions_from_detect(&detect, img.width(), img.height(), params);
+        let regions = sightline_detect::regions::regions_from_detect(&detect, img.width(), img.height(), params);
         if regions.is_empty() {
             bail!("no region to search (--logo-regions)");
         }
         let vectors = extractor.embed_boxes(img, regions.iter().map(|r| Some(r.bbox)).collect(), fit).await?;
-        let ranked = sightline_index::logo::rank(index, &vectors, index.len());
         let items = index.items();
-        let best = sightline_index::logo::best_per_label(&ranked, |i| brand_of(&items[i].name), usize::MAX);
-        let mut out: Vec<LogoItem> = best
+        let out: Vec<LogoItem> = sightline_index::logo::brands(&[index], &vectors, &text, text_weight, k)
             .into_iter()
-            .map(|m| {
-                let brand = brand_of(&items[m.index].name);
-                let named = sightline_index::logo::name_score(&brand, &text);
-                LogoItem {
-                    item: items[m.index].name.clone(),
-                    score: m.score + text_weight * named,
-                    visual: m.score,
-                    text: named,
-                    brand,
-                    bbox: regions[m.region].bbox,
-                    region: regions[m.region].kind,
-                }
+            .map(|b| LogoItem {
+                item: items[b.index].name.clone(),
+                score: b.score,
+                visual: b.visual,
+                text: b.text,
+                brand: b.brand,
+                bbox: regions[b.region].bbox,
+                region: regions[b.region].kind,
             })
             .collect();
-        out.sort_by(|a, b| b.score.total_cmp(&a.score));
-        out.truncate(k);
         Ok(out)
     }
     .await;

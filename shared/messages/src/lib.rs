@@ -9,6 +9,7 @@
 
 mod body;
 mod meta;
+pub mod options;
 pub mod vector;
 
 pub use body::{
