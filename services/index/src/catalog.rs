@@ -299,13 +299,8 @@ impl Catalogs {
         let fetch: Vec<String> =
             pending.iter().filter(|k| !reuse.contains_key(k.as_str())).map(|k| (*k).clone()).collect();
         let fetched = load_entries(blob, &fetch).await?;
-        let mut fetched: HashMap<String, (CatalogItem, Vec<f32>)> = fetched
-            .into_iter()
-            .map(|(key, entry, v)| {
-                let name = entry.name.strip_prefix(&format!("{}/", entry.collection)).unwrap_or(&entry.name).to_owned();
-                (key, (CatalogItem { name, text: entry.text.unwrap_or_default() }, v))
-            })
-            .collect();
+        let mut fetched: HashMap<String, (CatalogItem, Vec<f32>)> =
+            fetched.into_iter().map(|(key, entry, v)| (key, (CatalogItem::from_entry(&entry), v))).collect();
         let dim = match (snapshot.dim(), fetched.values().next(), previous) {
             (d, _, _) if d > 0 && !snapshot.is_empty() => d,
             (_, Some((_, v)), _) => v.len(),

@@ -1,10 +1,10 @@
 //! The `index` stage and the vector index it maintains.
 //!
 //! Each indexed image is one small JSON entry in S3 under `index/<collection>/entries/`,
-//! naming its label and its embedding blob, so the index is durable and shared: a restarted
-//! or added replica rebuilds its in-memory index with [`VectorIndex::load`]. Search is exact
-//! cosine similarity over L2-normalised vectors; [`search`] adds the approximate index, its
-//! serialisation per catalogue and the OCR-text re-ranking that search by photo uses.
+//! naming its label and its embedding blob, so the index is durable and shared: every replica
+//! serves a catalogue from these entries and the snapshots stored beside them ([`catalog`]).
+//! [`search`] holds the approximate index, its serialisation and the OCR-text re-ranking that
+//! search by photo uses; [`VectorIndex`] is an exact in-memory view of one collection.
 
 pub mod api;
 pub mod catalog;

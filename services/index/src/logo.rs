@@ -51,24 +51,6 @@ pub fn rank(index: &SearchIndex, regions: &[Vec<f32>], k: usize) -> Vec<LogoMatc
     out
 }
 
-/// Keeps each label's best match (`label_of` maps an item position to its label, e.g. a brand
-/// with several logo images), best first, at most `k`: a brand scores its best logo.
-pub fn best_per_label<L: PartialEq>(matches: &[LogoMatch], label_of: impl Fn(usize) -> L, k: usize) -> Vec<LogoMatch> {
-    let mut seen: Vec<L> = Vec::new();
-    let mut out = Vec::new();
-    for m in matches {
-        let label = label_of(m.index);
-        if !seen.contains(&label) {
-            seen.push(label);
-            out.push(*m);
-            if out.len() == k {
-                break;
-            }
-        }
-    }
-    out
-}
-
 /// The brand of a logo catalogue item: its first folder (`Arla/front.png`), else its file name
 /// without extension and without a trailing `-<digits>` (`Arla-2.png`: a second Arla logo).
 pub fn brand_of(item: &str) -> String {
@@ -202,8 +184,9 @@ mod tests {
         assert!(m.windows(2).all(|w| w[0].score >= w[1].score));
         assert_eq!(m[2].region, 0, "Arla's best is the whole image");
         let brand = |i: usize| index.items()[i].name.split('/').next().unwrap_or_default().to_owned();
-        let by_brand = best_per_label(&rank(&index, &regions, 4), brand, 5);
+        let by_brand = brands(&[&index], &regions, "", 0.0, 5);
         assert_eq!(by_brand.iter().map(|m| m.index).collect::<Vec<_>>(), vec![0, 2, 3]);
+        assert!(by_brand.iter().all(|b| b.brand == brand(b.index)));
         assert!(rank(&index, &[], 3).is_empty());
 
         // Brands over two parts (a snapshot and a delta), with the OCR name.

@@ -12,7 +12,7 @@ use std::collections::HashSet;
 use hnsw_rs::prelude::{AnnT, Distance, Hnsw, HnswIo};
 use serde::{Deserialize, Serialize};
 
-use crate::{Hit, VectorIndex};
+use crate::{Entry, Hit};
 
 /// Why an index could not be built, searched or (de)serialised.
 #[derive(Debug, thiserror::Error)]
@@ -284,6 +284,15 @@ pub struct CatalogItem {
     pub text: String,
 }
 
+impl CatalogItem {
+    /// The item an index stage's entry describes, with its OCR text, named by file name within
+    /// its collection (ingest names images `<collection>/<file>`).
+    pub fn from_entry(entry: &Entry) -> Self {
+        let name = entry.name.strip_prefix(&format!("{}/", entry.collection)).unwrap_or(&entry.name).to_owned();
+        Self { name, text: entry.text.clone().unwrap_or_default() }
+    }
+}
+
 /// Default weight of the text similarity in the fused score (chosen on `../shared/data/search`,
 /// docs/search.md).
 pub const DEFAULT_TEXT_WEIGHT: f32 = 0.5;
@@ -351,19 +360,6 @@ impl SearchIndex {
     /// An empty catalogue of `dim`-dimensional vectors.
     pub fn new(dim: usize) -> Self {
         Self { items: Vec::new(), entries: Vec::new(), grams: Vec::new(), vectors: Vec::new(), dim, ann: None }
-    }
-
-    /// The items of an index stage's collection ([`VectorIndex`]) with their OCR text, named
-    /// by file name within the collection (ingest names them `<collection>/<file>`).
-    pub fn from_vector_index(index: &VectorIndex) -> Result<Self, SearchError> {
-        let mut out = Self::new(index.dim());
-        for (i, entry) in index.entries.iter().enumerate() {
-            let name = entry.name.strip_prefix(&format!("{}/", entry.collection)).unwrap_or(&entry.name).to_owned();
-            let text = entry.text.clone().unwrap_or_default();
-            let key = crate::entry_key(&entry.collection, entry.job_id, entry.item);
-            out.add_entry(CatalogItem { name, text }, index.vector(i), key)?;
-        }
-        Ok(out)
     }
 
     /// Adds an item (drops the ANN graph: call [`SearchIndex::build`] again).
@@ -644,15 +640,17 @@ mod tests {
             job_id: uuid::Uuid::from_u128(1),
             item,
             collection: "c".into(),
-            name: format!("{item}.jpg"),
+            name: format!("c/{item}.jpg"),
             image_key: String::new(),
             embedding_key: String::new(),
             label: "product".into(),
             cluster: None,
             text: (item == 1).then(|| "Alpro soya".to_owned()),
         };
-        let stored = VectorIndex { entries: vec![entry(0), entry(1)], vectors: vec![1.0, 0.0, 0.0, 1.0], dim: 2 };
-        let index = SearchIndex::from_vector_index(&stored).expect("catalogue");
+        let mut index = SearchIndex::new(2);
+        for (i, v) in [[1.0, 0.0], [0.0, 1.0]].iter().enumerate() {
+            index.add(CatalogItem::from_entry(&entry(i as u64)), v).expect("add");
+        }
         assert_eq!(index.items().iter().map(|i| i.name.as_str()).collect::<Vec<_>>(), ["0.jpg", "1.jpg"]);
         assert_eq!(index.items()[1].text, "Alpro soya", "entries carry their OCR text into the catalogue");
         let best = index.search(&[0.0, 1.0], "", &SearchOptions { k: 1, ..Default::default() });

@@ -148,6 +148,11 @@ pub struct Features {
 }
 
 impl Features {
+    /// An image that could not be read: no vectors, the reason.
+    pub fn failed(name: String, e: &anyhow::Error) -> Self {
+        Self { name, vector: Vec::new(), zoom: Vec::new(), text: String::new(), error: Some(format!("{e:#}")) }
+    }
+
     /// The vector a query is searched with: the normalised mean of its crop's and its zoomed-in
     /// view's embeddings when `zoom` and the view was computed, else the crop's.
     pub fn query_vector(&self, zoom: bool) -> Vec<f32> {
@@ -237,13 +242,7 @@ impl Extractor {
     pub async fn features(&self, path: PathBuf, name: String, zoom: u32) -> Features {
         match self.try_features(path, &name, zoom).await {
             Ok((vector, zoom, text)) => Features { name, vector, zoom, text, error: None },
-            Err(e) => Features {
-                name,
-                vector: Vec::new(),
-                zoom: Vec::new(),
-                text: String::new(),
-                error: Some(format!("{e:#}")),
-            },
+            Err(e) => Features::failed(name, &e),
         }
     }
 
@@ -480,13 +479,7 @@ pub async fn logo_catalog(extractor: &Extractor, dir: &Path, fit: Fit) -> anyhow
                 text: String::new(),
                 error: None,
             },
-            Err(e) => Features {
-                name,
-                vector: Vec::new(),
-                zoom: Vec::new(),
-                text: String::new(),
-                error: Some(format!("{e:#}")),
-            },
+            Err(e) => Features::failed(name, &e),
         });
     }
     Ok(out)
