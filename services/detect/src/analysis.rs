@@ -1,275 +1,18 @@
 //! The pure part of detection: geometry and decisions on model outputs, no I/O and no models.
 //!
-//! - faces: non-maximum suppression of the detector's boxes and the share of the image the
-//!   confirmed faces cover;
+//! - faces: the share of the image the confirmed faces cover (boxes, their non-maximum
+//!   suppression and [`covered_fraction`] are `sightline-vision`'s);
 //! - text: the share of the image covered by text lines, from the DB probability map of the
-//!   OCR detector;
+//!   OCR detector ([`sightline_vision::textmap`], re-exported here);
 //! - saliency: the main-subject box from the 7×7 class-activation map of EfficientNet-Lite0;
 //! - the verdict: which noise flags fire under [`Thresholds`].
 
 use serde::{Deserialize, Serialize};
+use sightline_vision::components::flood_fill;
 
-/// A box in normalised image coordinates (0..1), corners.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct NormBox {
-    /// Left.
-    pub x0: f32,
-    /// Top.
-    pub y0: f32,
-    /// Right.
-    pub x1: f32,
-    /// Bottom.
-    pub y1: f32,
-}
-
-impl NormBox {
-    /// The whole image.
-    pub const FULL: NormBox = NormBox { x0: 0.0, y0: 0.0, x1: 1.0, y1: 1.0 };
-
-    /// The box clamped to the image (0..1 on both axes), corners ordered.
-    pub fn clamped(self) -> NormBox {
-        let c = |v: f32| if v.is_finite() { v.clamp(0.0, 1.0) } else { 0.0 };
-        let (x0, x1) = (c(self.x0).min(c(self.x1)), c(self.x0).max(c(self.x1)));
-        let (y0, y1) = (c(self.y0).min(c(self.y1)), c(self.y0).max(c(self.y1)));
-        NormBox { x0, y0, x1, y1 }
-    }
-
-    /// Width × height (0 for an empty or inverted box).
-    pub fn area(&self) -> f32 {
-        (self.x1 - self.x0).max(0.0) * (self.y1 - self.y0).max(0.0)
-    }
-
-    /// Intersection over union with `other`.
-    pub fn iou(&self, other: &NormBox) -> f32 {
-        let w = (self.x1.min(other.x1) - self.x0.max(other.x0)).max(0.0);
-        let h = (self.y1.min(other.y1) - self.y0.max(other.y0)).max(0.0);
-        let inter = w * h;
-        let union = self.area() + other.area() - inter;
-        if union <= 0.0 { 0.0 } else { inter / union }
-    }
-
-    /// Grows each side by `margin` × the box's size, then clamps to the image.
-    pub fn expanded(&self, margin: f32) -> NormBox {
-        let (w, h) = (self.x1 - self.x0, self.y1 - self.y0);
-        NormBox {
-            x0: self.x0 - margin * w,
-            y0: self.y0 - margin * h,
-            x1: self.x1 + margin * w,
-            y1: self.y1 + margin * h,
-        }
-        .clamped()
-    }
-
-    /// The box in source pixels as `[x, y, w, h]`: outward rounding, at least one pixel,
-    /// inside the image.
-    pub fn to_pixels(&self, width: u32, height: u32) -> [u32; 4] {
-        let b = self.clamped();
-        let (wf, hf) = (width as f32, height as f32);
-        let x = ((b.x0 * wf).floor() as u32).min(width.saturating_sub(1));
-        let y = ((b.y0 * hf).floor() as u32).min(height.saturating_sub(1));
-        let x1 = ((b.x1 * wf).ceil() as u32).clamp(x + 1, width.max(x + 1));
-        let y1 = ((b.y1 * hf).ceil() as u32).clamp(y + 1, height.max(y + 1));
-        [x, y, x1 - x, y1 - y]
-    }
-}
-
-/// A scored box.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Scored {
-    /// The box.
-    pub bbox: NormBox,
-    /// Its score.
-    pub score: f32,
-}
-
-/// Greedy non-maximum suppression: boxes with a score of at least `min_score`, best first,
-/// dropping any that overlaps a kept one by more than `iou` (IoU). At most `limit` boxes.
-pub fn nms(boxes: &[Scored], min_score: f32, iou: f32, limit: usize) -> Vec<Scored> {
-    let mut candidates: Vec<Scored> =
-        boxes.iter().copied().filter(|b| b.score >= min_score && b.score.is_finite()).collect();
-    candidates.sort_by(|a, b| b.score.total_cmp(&a.score));
-    let mut kept: Vec<Scored> = Vec::new();
-    for c in candidates {
-        if kept.len() >= limit {
-            break;
-        }
-        if kept.iter().all(|k| k.bbox.iou(&c.bbox) <= iou) {
-            kept.push(c);
-        }
-    }
-    kept
-}
-
-/// The share of the image the boxes cover, counting overlaps once (rasterised on a 256×256
-/// grid; exact enough for a decision at a few per cent).
-pub fn covered_fraction(boxes: &[NormBox]) -> f32 {
-    const GRID: usize = 256;
-    if boxes.is_empty() {
-        return 0.0;
-    }
-    let mut grid = vec![false; GRID * GRID];
-    for b in boxes {
-        let b = b.clamped();
-        let span = |lo: f32, hi: f32| {
-            let a = (lo * GRID as f32).round() as usize;
-            let z = ((hi * GRID as f32).round() as usize).min(GRID);
-            (a.min(z), z)
-        };
-        let (x0, x1) = span(b.x0, b.x1);
-        let (y0, y1) = span(b.y0, b.y1);
-        for y in y0..y1 {
-            grid[y * GRID + x0..y * GRID + x1].fill(true);
-        }
-    }
-    grid.iter().filter(|&&c| c).count() as f32 / (GRID * GRID) as f32
-}
-
-/// How text regions are found in a DB probability map.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct TextParams {
-    /// A pixel is text when its probability exceeds this (DB's binarisation threshold).
-    pub pixel_threshold: f32,
-    /// A region counts when its mean probability reaches this: printed text is crisp (≈ 0.95),
-    /// the blobs the detector fires on textured fruit skin are not (≈ 0.8).
-    pub min_score: f32,
-    /// A region counts when it fills at least this share of its bounding box.
-    pub min_fill: f32,
-    /// A region counts when its long side is at least this many times its short side (a line).
-    pub min_elongation: f32,
-    /// Boxes grow by `area × unclip / perimeter` on every side (DB's unclip ratio), as the
-    /// probability map marks the shrunk core of each line.
-    pub unclip: f32,
-}
-
-impl Default for TextParams {
-    fn default() -> Self {
-        Self { pixel_threshold: 0.3, min_score: 0.88, min_fill: 0.4, min_elongation: 2.0, unclip: 1.6 }
-    }
-}
-
-/// What the text map says.
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
-pub struct TextSummary {
-    /// Share of the image covered by text lines (unclipped boxes, overlaps counted once).
-    pub fraction: f32,
-    /// Number of text lines.
-    pub lines: u32,
-}
-
-/// Text lines in a DB probability map (`width` × `height`, row-major). The map is first
-/// max-pooled 2×2 (joins the characters of a line), then binarised; each 4-connected region
-/// that is crisp, solid and elongated is a line, and the share of the map its unclipped box
-/// covers is the text fraction.
-pub fn text_coverage(map: &[f32], width: usize, height: usize, p: &TextParams) -> TextSummary {
-    text_lines(map, width, height, p).0
-}
-
-/// [`text_coverage`] and the lines' unclipped boxes (normalised to the map, so to the image),
-/// in the order the regions were found (top to bottom).
-pub fn text_lines(map: &[f32], width: usize, height: usize, p: &TextParams) -> (TextSummary, Vec<NormBox>) {
-    if width < 2 || height < 2 || map.len() < width * height {
-        return (TextSummary::default(), Vec::new());
-    }
-    let (w, h) = (width / 2, height / 2);
-    let mut pooled = vec![0f32; w * h];
-    for y in 0..h {
-        for x in 0..w {
-            let at = |yy: usize, xx: usize| map[yy * width + xx];
-            pooled[y * w + x] =
-                at(2 * y, 2 * x).max(at(2 * y, 2 * x + 1)).max(at(2 * y + 1, 2 * x)).max(at(2 * y + 1, 2 * x + 1));
-        }
-    }
-    let mut covered = vec![false; w * h];
-    let mut lines = 0u32;
-    let mut boxes = Vec::new();
-    for region in regions(&pooled, w, h, p.pixel_threshold) {
-        let (bw, bh) = (region.x1 - region.x0, region.y1 - region.y0);
-        if region.pixels < 4 {
-            continue;
-        }
-        let score = region.sum / region.pixels as f32;
-        let fill = region.pixels as f32 / (bw * bh) as f32;
-        let (long, short) = (bw.max(bh) as f32, bw.min(bh) as f32);
-        if score < p.min_score || fill < p.min_fill || long < p.min_elongation * short {
-            continue;
-        }
-        lines += 1;
-        let d = (bw * bh) as f32 * p.unclip / (2.0 * (bw + bh) as f32);
-        let x0 = (region.x0 as f32 - d).floor().max(0.0) as usize;
-        let y0 = (region.y0 as f32 - d).floor().max(0.0) as usize;
-        let x1 = ((region.x1 as f32 + d).ceil() as usize).min(w);
-        let y1 = ((region.y1 as f32 + d).ceil() as usize).min(h);
-        for y in y0..y1 {
-            covered[y * w + x0..y * w + x1].fill(true);
-        }
-        let (wf, hf) = (w as f32, h as f32);
-        boxes.push(NormBox { x0: x0 as f32 / wf, y0: y0 as f32 / hf, x1: x1 as f32 / wf, y1: y1 as f32 / hf });
-    }
-    let fraction = covered.iter().filter(|&&c| c).count() as f32 / (w * h) as f32;
-    (TextSummary { fraction, lines }, boxes)
-}
-
-/// A 4-connected region of a thresholded map: bounding box (end-exclusive), pixel count and
-/// the sum of its values.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Region {
-    /// Left.
-    pub x0: usize,
-    /// Top.
-    pub y0: usize,
-    /// Right (exclusive).
-    pub x1: usize,
-    /// Bottom (exclusive).
-    pub y1: usize,
-    /// Pixels in the region.
-    pub pixels: usize,
-    /// Sum of the map over the region.
-    pub sum: f32,
-}
-
-/// The 4-connected regions of `map > threshold` (a flood fill with an explicit stack).
-pub fn regions(map: &[f32], w: usize, h: usize, threshold: f32) -> Vec<Region> {
-    let mut seen = vec![false; w * h];
-    let mut out = Vec::new();
-    let mut stack = Vec::new();
-    for start in 0..w * h {
-        if seen[start] || map[start] <= threshold {
-            continue;
-        }
-        seen[start] = true;
-        stack.push(start);
-        let mut r = Region { x0: usize::MAX, y0: usize::MAX, x1: 0, y1: 0, pixels: 0, sum: 0.0 };
-        while let Some(i) = stack.pop() {
-            let (x, y) = (i % w, i / w);
-            r.x0 = r.x0.min(x);
-            r.y0 = r.y0.min(y);
-            r.x1 = r.x1.max(x + 1);
-            r.y1 = r.y1.max(y + 1);
-            r.pixels += 1;
-            r.sum += map[i];
-            let mut visit = |j: usize| {
-                if !seen[j] && map[j] > threshold {
-                    seen[j] = true;
-                    stack.push(j);
-                }
-            };
-            if x > 0 {
-                visit(i - 1);
-            }
-            if x + 1 < w {
-                visit(i + 1);
-            }
-            if y > 0 {
-                visit(i - w);
-            }
-            if y + 1 < h {
-                visit(i + w);
-            }
-        }
-        out.push(r);
-    }
-    out
-}
+pub use sightline_vision::NormBox;
+pub use sightline_vision::boxes::covered_fraction;
+pub use sightline_vision::textmap::{TextParams, TextSummary, text_coverage, text_lines};
 
 /// How the main-subject box is cut from the saliency map.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -349,34 +92,21 @@ pub fn saliency_crop(map: &[f32], w: usize, h: usize, p: &CropParams) -> Salienc
     let cut = p.threshold * max;
     // The region holding the peak.
     let mut seen = vec![false; n * n];
-    let mut stack = vec![peak_at];
-    seen[peak_at] = true;
     let (mut x0, mut y0, mut x1, mut y1) = (n, n, 0, 0);
-    while let Some(i) = stack.pop() {
-        let (x, y) = (i % n, i / n);
-        x0 = x0.min(x);
-        y0 = y0.min(y);
-        x1 = x1.max(x + 1);
-        y1 = y1.max(y + 1);
-        let mut visit = |j: usize| {
-            if !seen[j] && up[j] >= cut {
-                seen[j] = true;
-                stack.push(j);
-            }
-        };
-        if x > 0 {
-            visit(i - 1);
-        }
-        if x + 1 < n {
-            visit(i + 1);
-        }
-        if y > 0 {
-            visit(i - n);
-        }
-        if y + 1 < n {
-            visit(i + n);
-        }
-    }
+    flood_fill(
+        &mut seen,
+        n,
+        n,
+        peak_at,
+        |j| up[j] >= cut,
+        |i| {
+            let (x, y) = (i % n, i / n);
+            x0 = x0.min(x);
+            y0 = y0.min(y);
+            x1 = x1.max(x + 1);
+            y1 = y1.max(y + 1);
+        },
+    );
     let nf = n as f32;
     let salient = NormBox { x0: x0 as f32 / nf, y0: y0 as f32 / nf, x1: x1 as f32 / nf, y1: y1 as f32 / nf };
     let crop = salient.expanded(p.margin);
@@ -454,118 +184,6 @@ pub fn flags(t: &Thresholds, face_count: usize, face_fraction: f32, text: &TextS
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn b(x0: f32, y0: f32, x1: f32, y1: f32) -> NormBox {
-        NormBox { x0, y0, x1, y1 }
-    }
-
-    #[test]
-    fn iou_and_area() {
-        assert_eq!(b(0.0, 0.0, 0.5, 0.5).area(), 0.25);
-        assert_eq!(b(0.0, 0.0, 0.5, 0.5).iou(&b(0.5, 0.5, 1.0, 1.0)), 0.0);
-        let iou = b(0.0, 0.0, 0.5, 0.5).iou(&b(0.25, 0.0, 0.75, 0.5));
-        assert!((iou - 1.0 / 3.0).abs() < 1e-6, "{iou}");
-        assert_eq!(b(0.6, 0.6, 0.2, 0.2).area(), 0.0, "inverted boxes are empty");
-    }
-
-    #[test]
-    fn nms_keeps_the_best_of_overlapping_boxes() {
-        let boxes = [
-            Scored { bbox: b(0.1, 0.1, 0.3, 0.3), score: 0.8 },
-            Scored { bbox: b(0.11, 0.1, 0.31, 0.3), score: 0.95 },
-            Scored { bbox: b(0.6, 0.6, 0.8, 0.8), score: 0.7 },
-            Scored { bbox: b(0.6, 0.1, 0.8, 0.3), score: 0.2 },
-        ];
-        let kept = nms(&boxes, 0.5, 0.4, 10);
-        assert_eq!(kept.len(), 2);
-        assert_eq!(kept[0].score, 0.95);
-        assert_eq!(kept[1].score, 0.7);
-        assert_eq!(nms(&boxes, 0.5, 0.4, 1).len(), 1, "limit");
-    }
-
-    #[test]
-    fn covered_fraction_counts_overlaps_once() {
-        assert_eq!(covered_fraction(&[]), 0.0);
-        let f = covered_fraction(&[b(0.0, 0.0, 0.5, 0.5), b(0.0, 0.0, 0.5, 0.5)]);
-        assert!((f - 0.25).abs() < 1e-3, "{f}");
-        let f = covered_fraction(&[b(0.0, 0.0, 0.5, 1.0), b(0.25, 0.0, 0.75, 1.0)]);
-        assert!((f - 0.75).abs() < 1e-2, "{f}");
-        assert_eq!(covered_fraction(&[b(-1.0, -1.0, 2.0, 2.0)]), 1.0, "clamped to the image");
-    }
-
-    #[test]
-    fn pixel_boxes_round_outwards_and_stay_inside() {
-        assert_eq!(NormBox::FULL.to_pixels(348, 261), [0, 0, 348, 261]);
-        assert_eq!(b(0.25, 0.5, 0.75, 1.0).to_pixels(100, 10), [25, 5, 50, 5]);
-        assert_eq!(b(0.101, 0.0, 0.199, 0.5).to_pixels(100, 2), [10, 0, 10, 1]);
-        // A degenerate box still gives one pixel, inside the image.
-        assert_eq!(b(1.0, 1.0, 1.0, 1.0).to_pixels(10, 10), [9, 9, 1, 1]);
-        let e = b(0.4, 0.4, 0.6, 0.6).expanded(0.5);
-        assert!((e.x0 - 0.3).abs() < 1e-6 && (e.x1 - 0.7).abs() < 1e-6, "{e:?}");
-        assert_eq!(b(0.0, 0.0, 1.0, 1.0).expanded(0.5), NormBox::FULL);
-    }
-
-    /// A map with the given boxes (pixel coordinates) set to `value`.
-    fn map_with(w: usize, h: usize, boxes: &[(usize, usize, usize, usize)], value: f32) -> Vec<f32> {
-        let mut m = vec![0f32; w * h];
-        for &(x0, y0, x1, y1) in boxes {
-            for y in y0..y1 {
-                for x in x0..x1 {
-                    m[y * w + x] = value;
-                }
-            }
-        }
-        m
-    }
-
-    #[test]
-    fn text_lines_are_counted_and_blobs_are_not() {
-        let p = TextParams::default();
-        // Two crisp lines 80×8 in a 100×100 map.
-        let m = map_with(100, 100, &[(10, 10, 90, 18), (10, 40, 90, 48)], 0.97);
-        let t = text_coverage(&m, 100, 100, &p);
-        assert_eq!(t.lines, 2);
-        // Pooled 50×50: lines 40×4, unclip d = 160×1.6/88 ≈ 2.9 → about 46×10 each.
-        assert!(t.fraction > 0.3 && t.fraction < 0.45, "{t:?}");
-        // A fuzzy blob (score 0.8) and a crisp square are not text.
-        let blob = map_with(100, 100, &[(20, 20, 40, 80)], 0.8);
-        assert_eq!(text_coverage(&blob, 100, 100, &p), TextSummary { fraction: 0.0, lines: 0 });
-        let square = map_with(100, 100, &[(20, 20, 60, 60)], 0.99);
-        assert_eq!(text_coverage(&square, 100, 100, &p).lines, 0);
-        // A whole-image line (a text strip) covers nearly everything once unclipped.
-        let strip = map_with(280, 32, &[(20, 8, 260, 24)], 0.95);
-        let t = text_coverage(&strip, 280, 32, &p);
-        assert_eq!(t.lines, 1);
-        assert!(t.fraction > 0.9, "{t:?}");
-        assert_eq!(text_coverage(&[], 0, 0, &p), TextSummary::default());
-    }
-
-    #[test]
-    fn text_lines_come_with_their_unclipped_boxes() {
-        let p = TextParams::default();
-        // One 40×8 line (20, 40)-(60, 48) of a 100×100 map: pooled (10, 20)-(30, 24) of 50×50,
-        // unclipped by 20·4·1.6 / 48 = 2.67 cells each side, outwards: (7, 17)-(33, 27).
-        let m = map_with(100, 100, &[(20, 40, 60, 48)], 0.95);
-        let (t, boxes) = text_lines(&m, 100, 100, &p);
-        assert_eq!(t.lines, 1);
-        assert_eq!(boxes.len(), 1);
-        let want = [0.14, 0.34, 0.66, 0.54];
-        let got = [boxes[0].x0, boxes[0].y0, boxes[0].x1, boxes[0].y1];
-        assert!(got.iter().zip(want).all(|(g, w)| (g - w).abs() < 1e-6), "{got:?}");
-        assert!(text_lines(&[], 0, 0, &p).1.is_empty());
-    }
-
-    #[test]
-    fn regions_are_four_connected() {
-        // Two pixels touching only diagonally are two regions.
-        let m = [1.0, 0.0, 0.0, 1.0];
-        assert_eq!(regions(&m, 2, 2, 0.5).len(), 2);
-        let m = [1.0, 1.0, 0.0, 1.0];
-        let r = regions(&m, 2, 2, 0.5);
-        assert_eq!(r.len(), 1);
-        assert_eq!((r[0].x0, r[0].y0, r[0].x1, r[0].y1, r[0].pixels), (0, 0, 2, 2, 3));
-        assert_eq!(r[0].sum, 3.0);
-    }
 
     #[test]
     fn upsampling_keeps_values_and_interpolates() {

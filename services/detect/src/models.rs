@@ -7,8 +7,10 @@ use image::RgbImage;
 use ndarray::{Array4, ArrayD};
 use sightline_inference::preprocess::{self, ChannelOrder, Filter, Layout, Normalize};
 use sightline_inference::{InferenceError, ModelStore, Outputs, PoolConfig, Runtime, SessionPool};
+use sightline_vision::faces::FaceDetector;
+use sightline_vision::{Scored, VisionError};
 
-use crate::analysis::{self, NormBox, Scored, TextParams, TextSummary};
+use crate::analysis::{self, NormBox, TextParams, TextSummary};
 
 /// The manifest names of the models detect needs.
 pub const MODELS: [&str; 5] = ["nsfw", "face-detect", "mtcnn-onet", "ocr-det", "embed"];
@@ -63,6 +65,15 @@ impl Net {
     /// Runs a batch (blocking).
     pub fn run(&self, x: Array4<f32>) -> Result<Outputs> {
         self.pool.run_blocking(vec![(self.input.clone(), x.into_dyn())])
+    }
+}
+
+/// A failed shared vision call as detect's error: inference errors as they are, the rest
+/// named after `model`.
+fn vision_error(model: &str, e: VisionError) -> InferenceError {
+    match e {
+        VisionError::Inference(e) => e,
+        other => bad(model, other.to_string()),
     }
 }
 
@@ -127,6 +138,8 @@ pub struct Classified {
 pub struct DetectModels {
     nsfw: Net,
     face: Net,
+    /// The shared face-detector call, over `face`'s sessions.
+    face_detector: FaceDetector,
     onet: Net,
     ocr: Net,
     embed: Net,
@@ -146,9 +159,12 @@ impl DetectModels {
             ..Default::default()
         };
         let labels = load_labels(store)?;
+        let nsfw = Net::load(store, runtime, "nsfw", pool)?;
+        let face = Net::load(store, runtime, "face-detect", pool)?;
         Ok(Self {
-            nsfw: Net::load(store, runtime, "nsfw", pool)?,
-            face: Net::load(store, runtime, "face-detect", pool)?,
+            nsfw,
+            face_detector: FaceDetector::new(face.pool().clone()),
+            face,
             onet: Net::load(store, runtime, "mtcnn-onet", pool)?,
             ocr: Net::load(store, runtime, "ocr-det", pool)?,
             embed: Net::load(store, runtime, "embed", pool)?,
@@ -177,26 +193,19 @@ impl DetectModels {
     /// the square crop around it (one batch).
     pub fn faces(&self, img: &RgbImage, min_score: f32) -> Result<Vec<Face>> {
         let small = preprocess::resize_rgb(img, 320, 240, Filter::Bilinear)?;
-        let out = self.face.run(self.face.tensor(&small))?;
-        let scores = output(&out, "face-detect", "scores")?;
-        let boxes = output(&out, "face-detect", "boxes")?;
-        let n = scores.len() / 2;
-        if boxes.len() != n * 4 {
-            return Err(bad(
-                "face-detect",
-                format!("scores {:?} and boxes {:?} disagree", scores.shape(), boxes.shape()),
-            ));
+        let (s, b) = self.face_detector.run(self.face.tensor(&small)).map_err(|e| vision_error("face-detect", e))?;
+        let n = s.len() / 2;
+        if b.len() != n * 4 {
+            return Err(bad("face-detect", format!("{} scores and {} box values disagree", s.len(), b.len())));
         }
-        let s: Vec<f32> = scores.iter().copied().collect();
-        let b: Vec<f32> = boxes.iter().copied().collect();
-        let candidates: Vec<Scored> = (0..n)
-            .filter(|&i| s[2 * i + 1] >= FACE_CANDIDATE_SCORE)
+        let candidates: Vec<Scored<NormBox>> = (0..n)
+            .filter(|&i| s[2 * i + 1] >= FACE_CANDIDATE_SCORE && s[2 * i + 1].is_finite())
             .map(|i| Scored {
                 bbox: NormBox { x0: b[4 * i], y0: b[4 * i + 1], x1: b[4 * i + 2], y1: b[4 * i + 3] }.clamped(),
                 score: s[2 * i + 1],
             })
             .collect();
-        let kept: Vec<Scored> = analysis::nms(&candidates, FACE_CANDIDATE_SCORE, FACE_NMS_IOU, MAX_FACES)
+        let kept: Vec<Scored<NormBox>> = sightline_vision::nms(candidates, MAX_FACES, |k, c| k.iou(c) <= FACE_NMS_IOU)
             .into_iter()
             .filter(|c| c.score >= min_score)
             .collect();

@@ -12,7 +12,7 @@ use sightline_inference::preprocess::{
 use sightline_inference::{ModelStore, PoolConfig, Runtime, SessionPool};
 
 use crate::FaceError;
-use crate::detect::{self, Candidate, DetectConfig};
+use crate::detect::{self, Candidate, DetectConfig, FaceDetector};
 use crate::geometry::{BoxF, Point, Similarity, crop_padded, warp_chip};
 use crate::persons::l2_normalise;
 use crate::pose::{self, Pose};
@@ -124,7 +124,7 @@ pub fn landmark_crop(b: &BoxF) -> (i64, i64, u32) {
 
 /// The face engine: one session pool per model.
 pub struct FaceEngine {
-    detector: SessionPool,
+    detector: FaceDetector,
     verifier: SessionPool,
     landmark: SessionPool,
     embed: SessionPool,
@@ -173,7 +173,7 @@ impl FaceEngine {
         let pc = PoolConfig { sessions: sessions.max(1), ..PoolConfig::default() };
         let age_weights = read_age_weights(&store.asset_path(AGE_ASSET)?)?;
         Ok(Self {
-            detector: store.pool(runtime, "face-detect", pc)?,
+            detector: FaceDetector::new(store.pool(runtime, detect::MODEL, pc)?),
             verifier: store.pool(runtime, "mtcnn-onet", pc)?,
             landmark: store.pool(runtime, "face-landmark", pc)?,
             embed: store.pool(runtime, "face-embed", pc)?,
@@ -199,18 +199,7 @@ impl FaceEngine {
     /// Runs the detector over every pass of the pyramid and returns the boxes after NMS,
     /// before the second opinion.
     pub fn candidates(&self, img: &RgbImage) -> Result<Vec<Candidate>, FaceError> {
-        let cfg = &self.config.detect;
-        let mut cands = Vec::new();
-        for pass in detect::plan(img.width(), img.height(), cfg) {
-            let input = detect::canvas_tensor(img, &pass)?;
-            let out = self.detector.run_blocking(vec![("input".into(), input.into_dyn())])?;
-            let scores = out.get("scores").ok_or_else(|| FaceError::Output("face-detect: no scores".into()))?;
-            let boxes = out.get("boxes").ok_or_else(|| FaceError::Output("face-detect: no boxes".into()))?;
-            let (scores, boxes): (Vec<f32>, Vec<f32>) =
-                (scores.iter().copied().collect(), boxes.iter().copied().collect());
-            cands.extend(detect::decode(&scores, &boxes, &pass, cfg));
-        }
-        Ok(detect::finish(cands, img.width(), img.height(), cfg))
+        Ok(self.detector.candidates(img, &self.config.detect)?)
     }
 
     /// The detected faces: [`FaceEngine::candidates`] that pass the second opinion

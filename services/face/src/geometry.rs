@@ -1,5 +1,6 @@
-//! Plane geometry for faces: boxes, intersection over union, 2-D similarity transforms fitted
-//! to point pairs, and the warps that cut aligned chips out of an image.
+//! Plane geometry for faces: 2-D similarity transforms fitted to point pairs, and the warps that
+//! cut aligned chips out of an image. Boxes, IoU and padded crops are `sightline-vision`'s
+//! (re-exported here).
 //!
 //! Coordinates are continuous pixel coordinates: pixel `(i, j)` covers `[i, i + 1) x [j, j + 1)`,
 //! so its centre is `(i + 0.5, j + 0.5)` and a box `[x, y, w, h]` covers exactly the pixels it
@@ -10,67 +11,7 @@ use sightline_inference::preprocess::{Filter, resize_rgb};
 
 use crate::FaceError;
 
-/// A point `[x, y]`.
-pub type Point = [f32; 2];
-
-/// An axis-aligned box in pixels.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct BoxF {
-    /// Left edge.
-    pub x: f32,
-    /// Top edge.
-    pub y: f32,
-    /// Width.
-    pub w: f32,
-    /// Height.
-    pub h: f32,
-}
-
-impl BoxF {
-    /// A box from its corners.
-    pub fn from_corners(x1: f32, y1: f32, x2: f32, y2: f32) -> Self {
-        Self { x: x1, y: y1, w: x2 - x1, h: y2 - y1 }
-    }
-
-    /// Area (0 for degenerate boxes).
-    pub fn area(&self) -> f32 {
-        self.w.max(0.0) * self.h.max(0.0)
-    }
-
-    /// Area of the intersection with `other`.
-    pub fn intersection(&self, other: &BoxF) -> f32 {
-        let w = (self.x + self.w).min(other.x + other.w) - self.x.max(other.x);
-        let h = (self.y + self.h).min(other.y + other.h) - self.y.max(other.y);
-        w.max(0.0) * h.max(0.0)
-    }
-
-    /// Intersection over union.
-    pub fn iou(&self, other: &BoxF) -> f32 {
-        let i = self.intersection(other);
-        let u = self.area() + other.area() - i;
-        if u > 0.0 { i / u } else { 0.0 }
-    }
-
-    /// Intersection over the smaller area: near 1 when one box lies inside the other.
-    pub fn overlap_min(&self, other: &BoxF) -> f32 {
-        let m = self.area().min(other.area());
-        if m > 0.0 { self.intersection(other) / m } else { 0.0 }
-    }
-
-    /// The box clipped to a `width` x `height` image.
-    pub fn clamp(&self, width: f32, height: f32) -> BoxF {
-        let x1 = self.x.clamp(0.0, width);
-        let y1 = self.y.clamp(0.0, height);
-        let x2 = (self.x + self.w).clamp(0.0, width);
-        let y2 = (self.y + self.h).clamp(0.0, height);
-        BoxF::from_corners(x1, y1, x2, y2)
-    }
-
-    /// Centre point.
-    pub fn centre(&self) -> Point {
-        [self.x + self.w / 2.0, self.y + self.h / 2.0]
-    }
-}
+pub use sightline_vision::{BoxF, Point, crop_padded};
 
 /// A 2-D similarity transform (rotation, uniform scale, translation):
 /// `x' = a x - b y + tx`, `y' = b x + a y + ty`.
@@ -204,43 +145,9 @@ pub fn warp_chip(img: &RgbImage, to_chip: &Similarity, size: u32) -> Result<RgbI
     resize_rgb(&out, size, size, Filter::Box).map_err(|e| FaceError::Geometry(e.to_string()))
 }
 
-/// The integer region `[x0, x0 + w) x [y0, y0 + h)` of `img`, black where it leaves the image.
-pub fn crop_padded(img: &RgbImage, x0: i64, y0: i64, w: u32, h: u32) -> RgbImage {
-    let (w, h) = (w.max(1), h.max(1));
-    let mut out = RgbImage::new(w, h);
-    let (iw, ih) = (i64::from(img.width()), i64::from(img.height()));
-    let xs = x0.max(0);
-    let xe = (x0 + i64::from(w)).min(iw);
-    let ys = y0.max(0);
-    let ye = (y0 + i64::from(h)).min(ih);
-    if xs >= xe || ys >= ye {
-        return out;
-    }
-    let (src, dst) = (img.as_raw(), &mut *out);
-    let len = ((xe - xs) * 3) as usize;
-    for y in ys..ye {
-        let from = ((y * iw + xs) * 3) as usize;
-        let to = (((y - y0) * i64::from(w) + (xs - x0)) * 3) as usize;
-        dst[to..to + len].copy_from_slice(&src[from..from + len]);
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn iou_and_overlap() {
-        let a = BoxF { x: 0.0, y: 0.0, w: 10.0, h: 10.0 };
-        let b = BoxF { x: 5.0, y: 0.0, w: 10.0, h: 10.0 };
-        assert!((a.iou(&b) - 50.0 / 150.0).abs() < 1e-6);
-        let inner = BoxF { x: 2.0, y: 2.0, w: 4.0, h: 4.0 };
-        assert!((a.overlap_min(&inner) - 1.0).abs() < 1e-6);
-        assert_eq!(a.iou(&BoxF { x: 20.0, y: 20.0, w: 1.0, h: 1.0 }), 0.0);
-        let c = BoxF { x: -5.0, y: 2.0, w: 10.0, h: 20.0 }.clamp(8.0, 8.0);
-        assert_eq!((c.x, c.y, c.w, c.h), (0.0, 2.0, 5.0, 6.0));
-    }
 
     #[test]
     fn similarity_fit_recovers_a_known_transform() {
@@ -275,14 +182,5 @@ mod tests {
         let chip = warp_chip(&img, &Similarity::scale_shift(0.25, 0.0, 0.0), 16).expect("warp");
         let p = chip.get_pixel(8, 8).0[0];
         assert!((100..=155).contains(&p), "{p}");
-    }
-
-    #[test]
-    fn padded_crop() {
-        let img = RgbImage::from_pixel(4, 4, Rgb([9, 9, 9]));
-        let c = crop_padded(&img, -2, 1, 4, 4);
-        assert_eq!(c.get_pixel(0, 0).0, [0, 0, 0]);
-        assert_eq!(c.get_pixel(2, 0).0, [9, 9, 9]);
-        assert_eq!(c.get_pixel(3, 3).0, [0, 0, 0]);
     }
 }

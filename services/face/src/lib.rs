@@ -11,7 +11,6 @@
 //! - [`output`]: the JSON shape shared by the stage and `sightline face`.
 //! - [`eval`]: the measurements of `docs/face.md` (dlib XML boxes, ARI).
 
-pub mod detect;
 pub mod engine;
 pub mod eval;
 pub mod gallery;
@@ -25,6 +24,9 @@ use image::RgbImage;
 use sightline_imaging::{ImageError, Limits};
 use sightline_inference::InferenceError;
 use thiserror::Error;
+
+/// Face detection (the RFB-320 pyramid) lives in `sightline-vision`, shared with detect.
+pub use sightline_vision::faces as detect;
 
 pub use engine::{EngineConfig, Face, FaceEngine, Gender};
 pub use output::FaceJson;
@@ -52,6 +54,17 @@ pub enum FaceError {
     /// A model asset (the age bins) is missing or malformed.
     #[error("model asset: {0}")]
     Asset(String),
+}
+
+impl From<sightline_vision::VisionError> for FaceError {
+    fn from(e: sightline_vision::VisionError) -> Self {
+        use sightline_vision::VisionError;
+        match e {
+            VisionError::Inference(e) => FaceError::Inference(e),
+            VisionError::Geometry(m) => FaceError::Geometry(m),
+            VisionError::Output(m) => FaceError::Output(m),
+        }
+    }
 }
 
 impl FaceError {

@@ -1,6 +1,6 @@
 """Writes tests/fixtures/ocr/cv2.json: what OpenCV (and pyclipper) return for the operations
 the Rust OCR pipeline re-implements, on small seeded random inputs. The Rust unit test
-`cv2_parity` (services/ocr/tests/cv2_parity.rs) checks every case bit for bit.
+`cv2_parity` (shared/vision/tests/cv2_parity.rs) checks every case bit for bit.
 
 Run with the benchmark's venv (services/ocr/bench/bench.sh creates it):
     ~/.cache/sightline/venv-rapidocr/bin/python services/ocr/bench/make_cv2_fixture.py

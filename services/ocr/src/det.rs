@@ -1,11 +1,11 @@
 //! Text detection with the PP-OCR DB model: RapidOCR's `DetPreProcess` (limit side, multiples
-//! of 32, normalisation) and `DBPostProcess` (threshold, dilation, contours, minimum-area boxes,
-//! box score, unclip, filtering) and `sorted_boxes` (reading order).
+//! of 32, normalisation) and its settings; `DBPostProcess` (threshold, dilation, contours,
+//! minimum-area boxes, box score, unclip, filtering) and `sorted_boxes` (reading order) are
+//! [`sightline_vision::textmap::postprocess`].
 
-use ndarray::{Array4, ArrayD};
-
-use crate::cv::{Bgr, resize_linear};
-use crate::geometry::{FPoint, IPoint, dilate_2x2, fill_poly, find_contours, mini_box, order_points_clockwise, unclip};
+use ndarray::Array4;
+use sightline_vision::cv::{Bgr, resize_linear};
+use sightline_vision::textmap::DbParams;
 
 /// How the detector's input size is limited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -62,6 +62,19 @@ impl Default for DetConfig {
             unclip_ratio: 1.6,
             use_dilation: true,
             max_input_side: 4000,
+        }
+    }
+}
+
+impl DetConfig {
+    /// The post-processing part of the settings.
+    pub fn db(&self) -> DbParams {
+        DbParams {
+            thresh: self.thresh,
+            box_thresh: self.box_thresh,
+            max_candidates: self.max_candidates,
+            unclip_ratio: self.unclip_ratio,
+            use_dilation: self.use_dilation,
         }
     }
 }
@@ -134,121 +147,6 @@ pub fn preprocess(img: &Bgr, cfg: &DetConfig) -> Option<Array4<f32>> {
     Some(det_tensor(&resized))
 }
 
-/// A detected text box in the coordinates of the image given to the detector: corners
-/// top-left, top-right, bottom-right, bottom-left.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DetBox {
-    /// The four corners (integers stored as float32, as RapidOCR keeps them).
-    pub points: [FPoint; 4],
-    /// Mean text probability inside the unexpanded box.
-    pub score: f64,
-}
-
-/// RapidOCR's `box_score_fast`: the mean probability inside the (truncated) box polygon.
-fn box_score_fast(pred: &[f32], w: usize, h: usize, b: &[FPoint; 4]) -> f64 {
-    let clampi = |v: f32, hi: usize| (v as i64).clamp(0, hi as i64 - 1);
-    let xmin = clampi(b.iter().map(|p| p[0]).fold(f32::INFINITY, f32::min).floor(), w);
-    let xmax = clampi(b.iter().map(|p| p[0]).fold(f32::NEG_INFINITY, f32::max).ceil(), w);
-    let ymin = clampi(b.iter().map(|p| p[1]).fold(f32::INFINITY, f32::min).floor(), h);
-    let ymax = clampi(b.iter().map(|p| p[1]).fold(f32::NEG_INFINITY, f32::max).ceil(), h);
-    let mw = (xmax - xmin + 1) as usize;
-    let mh = (ymax - ymin + 1) as usize;
-    let poly: Vec<IPoint> =
-        b.iter().map(|p| ((p[0] - xmin as f32) as i32 as i64, (p[1] - ymin as f32) as i32 as i64)).collect();
-    let mut mask = vec![0u8; mw * mh];
-    fill_poly(&mut mask, mw, mh, &poly);
-    let (mut sum, mut n) = (0f64, 0usize);
-    for y in 0..mh {
-        let row = (ymin as usize + y) * w + xmin as usize;
-        for x in 0..mw {
-            if mask[y * mw + x] != 0 {
-                sum += f64::from(pred[row + x]);
-                n += 1;
-            }
-        }
-    }
-    if n == 0 { 0.0 } else { sum * (1.0 / n as f64) }
-}
-
-/// RapidOCR's `DBPostProcess` + `filter_det_res` + `sorted_boxes` on the probability map
-/// `pred` ([1, 1, H, W]) for an image of `src_w` × `src_h`.
-pub fn postprocess(pred: &ArrayD<f32>, src_w: usize, src_h: usize, cfg: &DetConfig) -> Vec<DetBox> {
-    let shape = pred.shape();
-    if shape.len() != 4 || shape[2] == 0 || shape[3] == 0 {
-        return Vec::new();
-    }
-    let (h, w) = (shape[2], shape[3]);
-    let map: Vec<f32> = pred.iter().take(h * w).copied().collect();
-    let bitmap: Vec<u8> = map.iter().map(|v| u8::from(*v > cfg.thresh)).collect();
-    let mask = if cfg.use_dilation { dilate_2x2(&bitmap, w, h) } else { bitmap };
-    let contours = find_contours(&mask, w, h);
-    let mut boxes: Vec<DetBox> = Vec::new();
-    for contour in contours.iter().take(cfg.max_candidates) {
-        let (points, sside) = mini_box(contour);
-        if sside < 3.0 {
-            continue;
-        }
-        let score = box_score_fast(&map, w, h, &points);
-        if cfg.box_thresh > score {
-            continue;
-        }
-        let expanded = unclip(&points, cfg.unclip_ratio);
-        if expanded.is_empty() {
-            continue;
-        }
-        let (b, sside) = mini_box(&expanded);
-        if sside < 5.0 {
-            continue;
-        }
-        let scale = |v: f32, from: usize, to: usize| -> f32 {
-            let r = (v / from as f32 * to as f32).round_ties_even();
-            r.clamp(0.0, to as f32).trunc()
-        };
-        let ib: [FPoint; 4] = b.map(|p| [scale(p[0], w, src_w), scale(p[1], h, src_h)]);
-        // filter_det_res: order, clip to the image, drop boxes 3 pixels or thinner.
-        let mut o = order_points_clockwise(&ib);
-        for p in &mut o {
-            p[0] = p[0].max(0.0).min(src_w as f32 - 1.0).trunc();
-            p[1] = p[1].max(0.0).min(src_h as f32 - 1.0).trunc();
-        }
-        let dist = |a: FPoint, b: FPoint| ((a[0] - b[0]) * (a[0] - b[0]) + (a[1] - b[1]) * (a[1] - b[1])).sqrt();
-        if dist(o[0], o[1]) as i64 <= 3 || dist(o[0], o[3]) as i64 <= 3 {
-            continue;
-        }
-        boxes.push(DetBox { points: o, score });
-    }
-    sort_reading_order(&mut boxes);
-    boxes
-}
-
-/// Vertical gap (pixels) below which two boxes belong to the same line (RapidOCR's
-/// `_BOX_SORT_Y_THRESHOLD`).
-const SAME_LINE_DY: f32 = 10.0;
-
-/// RapidOCR's `sorted_boxes`: stable sort by the top-left y, start a new line wherever
-/// consecutive boxes differ by 10 pixels or more, then order each line by x.
-pub fn sort_reading_order(boxes: &mut Vec<DetBox>) {
-    if boxes.is_empty() {
-        return;
-    }
-    boxes.sort_by(|a, b| a.points[0][1].partial_cmp(&b.points[0][1]).unwrap_or(std::cmp::Ordering::Equal));
-    let mut line = 0usize;
-    let mut keyed: Vec<(usize, f32, DetBox)> = Vec::with_capacity(boxes.len());
-    let mut prev_y: Option<f32> = None;
-    for b in boxes.drain(..) {
-        let y = b.points[0][1];
-        if let Some(p) = prev_y
-            && y - p >= SAME_LINE_DY
-        {
-            line += 1;
-        }
-        prev_y = Some(y);
-        keyed.push((line, b.points[0][0], b));
-    }
-    keyed.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.partial_cmp(&b.1).unwrap_or(std::cmp::Ordering::Equal)));
-    boxes.extend(keyed.into_iter().map(|(_, _, b)| b));
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -277,34 +175,5 @@ mod tests {
         assert_eq!(t[[0, 0, 0, 0]], -1.0);
         assert_eq!(t[[0, 1, 0, 0]], 1.0);
         assert!((t[[0, 2, 0, 0]] - (128.0 / 127.5 - 1.0)).abs() < 1e-6);
-    }
-
-    #[test]
-    fn a_bright_block_becomes_one_box() {
-        let (w, h) = (64usize, 32usize);
-        let mut map = vec![0f32; w * h];
-        for y in 10..20 {
-            for x in 8..50 {
-                map[y * w + x] = 0.9;
-            }
-        }
-        let pred = ArrayD::from_shape_vec(vec![1, 1, h, w], map).expect("shape");
-        let boxes = postprocess(&pred, w, h, &DetConfig::default());
-        assert_eq!(boxes.len(), 1, "{boxes:?}");
-        let b = &boxes[0];
-        assert!(b.score > 0.7 && b.score < 0.9, "{}", b.score);
-        // expanded beyond the block on every side
-        assert!(b.points[0][0] < 8.0 && b.points[0][1] < 10.0, "{b:?}");
-        assert!(b.points[2][0] > 50.0 && b.points[2][1] > 20.0, "{b:?}");
-    }
-
-    #[test]
-    fn reading_order_groups_lines() {
-        let mk =
-            |x: f32, y: f32| DetBox { points: [[x, y], [x + 5.0, y], [x + 5.0, y + 5.0], [x, y + 5.0]], score: 1.0 };
-        let mut v = vec![mk(50.0, 3.0), mk(10.0, 0.0), mk(5.0, 30.0), mk(30.0, 8.0)];
-        sort_reading_order(&mut v);
-        let xs: Vec<f32> = v.iter().map(|b| b.points[0][0]).collect();
-        assert_eq!(xs, vec![10.0, 30.0, 50.0, 5.0]);
     }
 }

@@ -8,11 +8,13 @@ use ndarray::ArrayD;
 use serde::Serialize;
 use sightline_inference::{InferenceError, ModelStore, PoolConfig, Runtime, SessionPool};
 
-use crate::cv::{
+use sightline_vision::cv::{
     Bgr, pad_vertical, perspective_transform, resize_linear, rot90_ccw, rotate_180, warp_perspective_cubic,
 };
-use crate::det::{self, DetBox, DetConfig, round_half_even};
-use crate::geometry::FPoint;
+use sightline_vision::geometry::FPoint;
+use sightline_vision::textmap::{self, DetBox};
+
+use crate::det::{self, DetConfig, round_half_even};
 use crate::rec::{self, Decoded};
 
 /// Why OCR failed. Image problems are not errors: an image without text gives no lines.
@@ -323,7 +325,7 @@ impl OcrEngine {
                 expected: "[1,1,H,W]",
             });
         }
-        Ok(det::postprocess(&pred, img.width, img.height, &self.config.det))
+        Ok(textmap::postprocess(&pred, img.width, img.height, &self.config.det.db()))
     }
 
     /// Runs `job` on every chunk, `line_workers` chunks at a time (in order when 1).

@@ -7,13 +7,15 @@
 //! pixels) and forwards the task. An image without text gives no lines; an image that does not
 //! decode is dead-lettered with the reason. See `docs/ocr.md`.
 
-pub mod cv;
 pub mod det;
 pub mod engine;
-pub mod geometry;
 pub mod load;
 pub mod price;
 pub mod rec;
+
+/// The OpenCV-exact image operations and DB geometry live in `sightline-vision` (re-exported:
+/// the stage's API speaks [`cv::Bgr`]).
+pub use sightline_vision::{cv, geometry};
 
 use std::sync::Arc;
 

@@ -7,7 +7,7 @@ use std::io::Cursor;
 
 use image::{DynamicImage, ImageDecoder, ImageReader};
 
-use crate::cv::Bgr;
+use sightline_vision::cv::Bgr;
 
 /// The EXIF orientation of an encoded image (1 = upright), read from its header only.
 pub fn orientation(bytes: &[u8]) -> Option<image::metadata::Orientation> {

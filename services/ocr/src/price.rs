@@ -11,7 +11,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::engine::TextLine;
-use crate::geometry::FPoint;
+use sightline_vision::geometry::FPoint;
 
 /// One price found on the image.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

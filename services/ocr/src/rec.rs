@@ -5,7 +5,7 @@
 
 use ndarray::{Array4, ArrayD, Axis};
 
-use crate::cv::{Bgr, resize_linear};
+use sightline_vision::cv::{Bgr, resize_linear};
 
 /// Height of every line tensor.
 pub const LINE_HEIGHT: usize = 48;

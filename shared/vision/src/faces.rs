@@ -8,13 +8,22 @@
 //! tile's inner edge are dropped (the overlap or a coarser level holds the whole face); the
 //! union is reduced by non-maximum suppression on IoU and on intersection over the smaller box
 //! (which removes a face part found at a finer level inside the face found at a coarser one).
+//!
+//! [`FaceDetector`] runs the model (`fr_detect.onnx`, manifest name [`MODEL`]) for the face
+//! stage's pyramid ([`FaceDetector::candidates`]) and for detect's single stretched pass
+//! ([`FaceDetector::run`]). The model returns boxes already decoded from its priors.
 
 use image::RgbImage;
 use ndarray::Array4;
+use sightline_inference::SessionPool;
 use sightline_inference::preprocess::{Filter, resize_rgb};
 
-use crate::FaceError;
-use crate::geometry::{BoxF, crop_padded};
+use crate::VisionError;
+use crate::boxes::{self, BoxF, Scored};
+use crate::crop::crop_padded;
+
+/// The detector's manifest name.
+pub const MODEL: &str = "face-detect";
 
 /// Canvas width of the detector.
 pub const CANVAS_W: u32 = 320;
@@ -151,10 +160,10 @@ pub fn plan(width: u32, height: u32, cfg: &DetectConfig) -> Vec<Pass> {
 
 /// The canvas tensor `[1, 3, 240, 320]` for `pass`: the region resized (bilinear, as Pillow),
 /// RGB, `(x - 127) / 128`, the rest of the canvas 0 (grey 127).
-pub fn canvas_tensor(img: &RgbImage, pass: &Pass) -> Result<Array4<f32>, FaceError> {
+pub fn canvas_tensor(img: &RgbImage, pass: &Pass) -> Result<Array4<f32>, VisionError> {
     let region = crop_padded(img, i64::from(pass.x0), i64::from(pass.y0), pass.x1 - pass.x0, pass.y1 - pass.y0);
     let (cw, ch) = pass.canvas_size();
-    let scaled = resize_rgb(&region, cw, ch, Filter::Bilinear).map_err(|e| FaceError::Geometry(e.to_string()))?;
+    let scaled = resize_rgb(&region, cw, ch, Filter::Bilinear).map_err(|e| VisionError::Geometry(e.to_string()))?;
     let (w, h) = (CANVAS_W as usize, CANVAS_H as usize);
     let mut data = vec![0.0f32; 3 * h * w];
     let sw = scaled.width() as usize;
@@ -164,7 +173,7 @@ pub fn canvas_tensor(img: &RgbImage, pass: &Pass) -> Result<Array4<f32>, FaceErr
             data[c * h * w + y * w + x] = (f32::from(px[c]) - 127.0) / 128.0;
         }
     }
-    Array4::from_shape_vec((1, 3, h, w), data).map_err(|e| FaceError::Geometry(e.to_string()))
+    Array4::from_shape_vec((1, 3, h, w), data).map_err(|e| VisionError::Geometry(e.to_string()))
 }
 
 /// The verifier threshold for a box (see [`DetectConfig::verify_min_side`]).
@@ -173,13 +182,7 @@ pub fn verify_threshold(b: &BoxF, cfg: &DetectConfig) -> f32 {
 }
 
 /// A detected face before landmarks: box in source pixels and face probability.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Candidate {
-    /// Box in source pixels.
-    pub bbox: BoxF,
-    /// Face probability.
-    pub score: f32,
-}
+pub type Candidate = Scored<BoxF>;
 
 /// Turns the detector outputs of `pass` into candidates in source pixels. `scores` is
 /// `[N, 2]` (background, face) flattened, `boxes` `[N, 4]` corners normalised to the canvas.
@@ -212,15 +215,8 @@ pub fn decode(scores: &[f32], boxes: &[f32], pass: &Pass, cfg: &DetectConfig) ->
 
 /// Greedy non-maximum suppression by score: a candidate is dropped when its IoU with a kept
 /// one exceeds `iou` or their intersection covers more than `overlap_min` of the smaller box.
-pub fn nms(mut cands: Vec<Candidate>, iou: f32, overlap_min: f32) -> Vec<Candidate> {
-    cands.sort_by(|a, b| b.score.total_cmp(&a.score));
-    let mut kept: Vec<Candidate> = Vec::new();
-    for c in cands {
-        if kept.iter().all(|k| k.bbox.iou(&c.bbox) <= iou && k.bbox.overlap_min(&c.bbox) <= overlap_min) {
-            kept.push(c);
-        }
-    }
-    kept
+pub fn nms(cands: Vec<Candidate>, iou: f32, overlap_min: f32) -> Vec<Candidate> {
+    boxes::nms(cands, usize::MAX, |k, c| k.iou(c) <= iou && k.overlap_min(c) <= overlap_min)
 }
 
 /// The final list: too-small boxes dropped, NMS, boxes clipped to the image, sorted by score.
@@ -232,6 +228,46 @@ pub fn finish(cands: Vec<Candidate>, width: u32, height: u32, cfg: &DetectConfig
         .map(|c| Candidate { bbox: c.bbox.clamp(width as f32, height as f32), score: c.score })
         .filter(|c| c.bbox.w >= 1.0 && c.bbox.h >= 1.0)
         .collect()
+}
+
+/// The face detector behind a session pool of [`MODEL`]. Every call blocks: run it on the
+/// blocking pool.
+#[derive(Clone)]
+pub struct FaceDetector {
+    pool: SessionPool,
+}
+
+impl std::fmt::Debug for FaceDetector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FaceDetector").finish_non_exhaustive()
+    }
+}
+
+impl FaceDetector {
+    /// The detector over `pool` (sessions of [`MODEL`], loaded and verified by the caller).
+    pub fn new(pool: SessionPool) -> Self {
+        Self { pool }
+    }
+
+    /// One run on a `[1, 3, 240, 320]` input: the scores `[N, 2]` (background, face) and the
+    /// boxes `[N, 4]` (corners normalised to the input), flattened.
+    pub fn run(&self, input: Array4<f32>) -> Result<(Vec<f32>, Vec<f32>), VisionError> {
+        let out = self.pool.run_blocking(vec![("input".into(), input.into_dyn())])?;
+        let scores = out.get("scores").ok_or_else(|| VisionError::Output("face-detect: no scores".into()))?;
+        let boxes = out.get("boxes").ok_or_else(|| VisionError::Output("face-detect: no boxes".into()))?;
+        Ok((scores.iter().copied().collect(), boxes.iter().copied().collect()))
+    }
+
+    /// Runs the detector over every pass of the pyramid ([`plan`]) and returns the boxes after
+    /// [`finish`] (NMS, clipped to the image), before any second opinion.
+    pub fn candidates(&self, img: &RgbImage, cfg: &DetectConfig) -> Result<Vec<Candidate>, VisionError> {
+        let mut cands = Vec::new();
+        for pass in plan(img.width(), img.height(), cfg) {
+            let (scores, boxes) = self.run(canvas_tensor(img, &pass)?)?;
+            cands.extend(decode(&scores, &boxes, &pass, cfg));
+        }
+        Ok(finish(cands, img.width(), img.height(), cfg))
+    }
 }
 
 #[cfg(test)]

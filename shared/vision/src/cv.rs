@@ -4,7 +4,8 @@
 //! `INTER_CUBIC` and `BORDER_REPLICATE` (OpenCV 5's table-free bicubic in float32 with fused
 //! multiply-adds), `cv2.copyMakeBorder`, `cv2.rotate` and `np.rot90`.
 //!
-//! Parity is checked against fixtures produced by OpenCV itself (`tests/fixtures/ocr/cv2.json`).
+//! Parity is checked against fixtures produced by OpenCV itself (`tests/fixtures/ocr/cv2.json`,
+//! in `tests/cv2_parity.rs`).
 
 /// An 8-bit, 3-channel image in BGR order (OpenCV's layout), row-major, interleaved.
 #[derive(Clone, PartialEq, Eq)]

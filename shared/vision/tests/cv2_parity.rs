@@ -3,8 +3,8 @@
 //! `services/ocr/bench/make_cv2_fixture.py` with opencv-python-headless and pyclipper).
 
 use serde_json::Value;
-use sightline_ocr::cv::{Bgr, perspective_transform, resize_linear, warp_perspective_cubic};
-use sightline_ocr::geometry::{
+use sightline_vision::cv::{Bgr, perspective_transform, resize_linear, warp_perspective_cubic};
+use sightline_vision::geometry::{
     FPoint, IPoint, box_points, dilate_2x2, fill_poly, find_contours, min_area_rect, offset_round, unclip,
 };
 
@@ -36,6 +36,16 @@ fn bytes(v: &Value) -> Vec<u8> {
     s.chunks_exact(2).map(|p| nibble(p[0]) << 4 | nibble(p[1])).collect()
 }
 
+/// A case's mask, given as rows of `0` and `1` characters.
+fn mask_of(case: &Value) -> Vec<u8> {
+    case["mask"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .flat_map(|r| r.as_str().expect("row").bytes().map(|b| b - b'0'))
+        .collect()
+}
+
 fn rect_of(v: &Value) -> [f32; 5] {
     let a = v.as_array().expect("rect");
     [f(&a[0]), f(&a[1]), f(&a[2]), f(&a[3]), f(&a[4])]
@@ -48,12 +58,7 @@ fn contours_and_min_area_rects_match_opencv() {
     let mut bad = Vec::new();
     for case in fx["contours"].as_array().expect("cases") {
         let (w, h) = (n(&case["width"]), n(&case["height"]));
-        let mask: Vec<u8> = case["mask"]
-            .as_array()
-            .expect("rows")
-            .iter()
-            .flat_map(|r| r.as_str().expect("row").bytes().map(|b| b - b'0'))
-            .collect();
+        let mask = mask_of(case);
         let ours = find_contours(&mask, w, h);
         let want = case["contours"].as_array().expect("contours");
         // OpenCV lists them in reverse discovery order; compare as sets of point lists
@@ -83,12 +88,7 @@ fn contour_order_is_opencvs() {
     let fx = fixture();
     for case in fx["contours"].as_array().expect("cases") {
         let (w, h) = (n(&case["width"]), n(&case["height"]));
-        let mask: Vec<u8> = case["mask"]
-            .as_array()
-            .expect("rows")
-            .iter()
-            .flat_map(|r| r.as_str().expect("row").bytes().map(|b| b - b'0'))
-            .collect();
+        let mask = mask_of(case);
         let ours = find_contours(&mask, w, h);
         let want: Vec<Vec<IPoint>> =
             case["contours"].as_array().expect("c").iter().map(|c| ipoints(&c["points"])).collect();
