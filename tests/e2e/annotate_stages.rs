@@ -96,7 +96,7 @@ fn a_model_worker_without_its_models_stays_not_ready_and_names_the_fix() {
     let empty = services.scratch.path().join("no-models");
     std::fs::create_dir_all(&empty).expect("mkdir");
     let empty = empty.to_str().expect("utf8").to_owned();
-    for stage in ["detect", "embed"] {
+    for stage in ["detect", "embed", "ocr", "face"] {
         let mut worker = Worker::spawn(&services, stage, &[("SIGHTLINE_MODELS", empty.as_str())]);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         let (code, body) = loop {

@@ -1,27 +1,11 @@
 //! The cluster worker: density-peaks clustering of each collection once all its images arrived.
 
-use std::sync::Arc;
+use sightline_cluster::stage::{ClusterStage, LabelRule};
+use sightline_runtime::{Worker, service};
 
-use clap::Parser;
-use sightline_runtime::{CommonArgs, RunnerSettings};
+/// What `--help` says the worker does.
+const ABOUT: &str = "Cluster worker: parks image tasks until their collection is complete, then clusters the collection's embeddings by density peaks and labels the large compact clusters as the product.";
 
-/// Cluster worker: parks image tasks until their collection is complete, then clusters the
-/// collection's embeddings by density peaks and labels the large compact clusters as the
-/// product.
-#[derive(Parser)]
-#[command(version)]
-struct Args {
-    #[command(flatten)]
-    common: CommonArgs,
-    #[command(flatten)]
-    runner: RunnerSettings,
-    #[command(flatten)]
-    rule: sightline_cluster::stage::LabelRule,
-}
-
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    let stage = sightline_cluster::stage::ClusterStage::new(args.rule);
-    sightline_runtime::service::run_worker(Arc::new(stage), args.common, args.runner).await
+fn main() -> anyhow::Result<()> {
+    service::main("sightline-cluster", ABOUT, |rule: LabelRule| Ok(Worker::new(ClusterStage::new(rule))))
 }

@@ -29,8 +29,8 @@ use sha2::{Digest, Sha256};
 use sightline_coord::near::MAX_NEAR_DISTANCE;
 use sightline_imaging::Limits;
 use sightline_imaging::phash::{Fingerprint, fingerprint};
-use sightline_messages::{ImageTask, ItemOutcome, KIND_IMAGE};
-use sightline_runtime::{Ctx, Effect, Input, Stage, StageError};
+use sightline_messages::{ImageTask, ItemOutcome};
+use sightline_runtime::{Ctx, Effect, ImageStage, StageError};
 use tracing::debug;
 use uuid::Uuid;
 
@@ -478,17 +478,10 @@ pub fn effect_for(mut task: ImageTask, decision: &Decision) -> Effect {
 }
 
 #[async_trait]
-impl Stage for Dedup {
-    fn name(&self) -> &'static str {
-        NAME
-    }
+impl ImageStage for Dedup {
+    const NAME: &'static str = NAME;
 
-    fn accepts(&self, kind: &str) -> bool {
-        kind == KIND_IMAGE
-    }
-
-    async fn handle(&self, ctx: &Ctx, input: Input) -> Result<Vec<Effect>, StageError> {
-        let task = input.into_image(NAME)?;
+    async fn handle_image(&self, ctx: &Ctx, task: ImageTask) -> Result<Vec<Effect>, StageError> {
         let decision = self.decide(ctx, &task).await?;
         Ok(vec![effect_for(task, &decision)])
     }

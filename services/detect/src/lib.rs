@@ -19,10 +19,10 @@ use async_trait::async_trait;
 use image::RgbImage;
 use serde::Serialize;
 use sightline_imaging::Limits;
-use sightline_inference::{InferenceError, LoadOnce, ModelStore};
+use sightline_inference::{InferenceError, ModelStore, Models};
 use sightline_messages::options::{LogoMode, logo_mode};
-use sightline_messages::{ItemOutcome, KIND_IMAGE};
-use sightline_runtime::{Ctx, Effect, Input, Stage, StageError};
+use sightline_messages::{ImageTask, ItemOutcome};
+use sightline_runtime::{Ctx, Effect, ImageStage, StageError};
 use tracing::debug;
 
 use crate::analysis::{CropParams, Flag, NormBox, SaliencySummary, TextParams, TextSummary, Thresholds};
@@ -316,43 +316,32 @@ impl Analyzer {
 /// The detect stage. Models load on the first readiness check (or message), on the blocking
 /// pool; until they load, `ready()` says why (the missing or corrupt file and `models/fetch.sh`).
 pub struct Detect {
-    config: DetectConfig,
-    store: Arc<ModelStore>,
-    analyzer: LoadOnce<Analyzer>,
+    analyzer: Models<Analyzer>,
 }
 
 impl Detect {
     /// The stage over `store` (shared with the other model stages of the process).
     pub fn new(config: DetectConfig, store: Arc<ModelStore>) -> Self {
-        Self { config, store, analyzer: LoadOnce::new() }
+        let analyzer = Models::new("detect models", move || {
+            let a = Analyzer::load(&store, config)?;
+            tracing::info!(stage = NAME, models = ?MODELS, "models loaded");
+            Ok::<_, InferenceError>(a)
+        });
+        Self { analyzer }
     }
 
     /// The analyser, loading the models if needed. The load runs to completion on the
     /// blocking pool even if the caller gives up waiting.
     pub async fn analyzer(&self) -> Result<Arc<Analyzer>, String> {
-        let (store, config) = (self.store.clone(), self.config);
-        self.analyzer
-            .get_or_load("detect models", move || {
-                let a = Analyzer::load(&store, config)?;
-                tracing::info!(stage = NAME, models = ?MODELS, "models loaded");
-                Ok(a)
-            })
-            .await
+        self.analyzer.load().await
     }
 }
 
 #[async_trait]
-impl Stage for Detect {
-    fn name(&self) -> &'static str {
-        NAME
-    }
+impl ImageStage for Detect {
+    const NAME: &'static str = NAME;
 
-    fn accepts(&self, kind: &str) -> bool {
-        kind == KIND_IMAGE
-    }
-
-    async fn handle(&self, ctx: &Ctx, input: Input) -> Result<Vec<Effect>, StageError> {
-        let mut task = input.into_image(NAME)?;
+    async fn handle_image(&self, ctx: &Ctx, mut task: ImageTask) -> Result<Vec<Effect>, StageError> {
         let analyzer = self.analyzer().await.map_err(StageError::transient)?;
         let bytes = ctx.blob.get(&task.key).await?;
         let name = task.name.clone();
@@ -391,7 +380,7 @@ impl Stage for Detect {
         }
     }
 
-    async fn ready(&self) -> Result<(), String> {
-        self.analyzer().await.map(|_| ())
+    async fn readiness(&self) -> Result<(), String> {
+        self.analyzer.ready().await
     }
 }

@@ -16,10 +16,10 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use sightline_imaging::Limits;
 use sightline_inference::preprocess::{self, ChannelOrder, Filter, Layout, Normalize};
-use sightline_inference::{InferenceError, LoadOnce, ModelStore, PoolConfig, Runtime};
+use sightline_inference::{InferenceError, ModelStore, Models, PoolConfig, Runtime};
+use sightline_messages::ImageTask;
 use sightline_messages::options::{LogoMode, logo_mode};
-use sightline_messages::{ImageTask, KIND_IMAGE};
-use sightline_runtime::{Ctx, Effect, Input, Stage, StageError};
+use sightline_runtime::{Ctx, Effect, ImageStage, StageError};
 use tracing::debug;
 
 use crate::batch::{BatchConfig, Batcher, RunBatch};
@@ -291,28 +291,25 @@ impl Embedder {
 /// does, `ready()` says why (the missing or corrupt file and `models/fetch.sh`).
 pub struct Embed {
     config: EmbedConfig,
-    store: Arc<ModelStore>,
-    embedder: LoadOnce<Embedder>,
+    embedder: Models<Embedder>,
 }
 
 impl Embed {
     /// The stage over `store` (shared with the other model stages of the process).
     pub fn new(config: EmbedConfig, store: Arc<ModelStore>) -> Self {
-        Self { config, store, embedder: LoadOnce::new() }
+        let embedder = Models::new("embed model", move || {
+            // The load runs on the blocking pool, inside the runtime the batcher joins.
+            let e = Embedder::load(&store, &config, &tokio::runtime::Handle::current())?;
+            tracing::info!(stage = NAME, model = MODEL, batch = ?config.batch, "model loaded");
+            Ok::<_, InferenceError>(e)
+        });
+        Self { config, embedder }
     }
 
     /// The embedder, loading the model if needed. The load runs to completion on the blocking
     /// pool even if the caller gives up waiting.
     pub async fn embedder(&self) -> Result<Arc<Embedder>, String> {
-        let (store, config) = (self.store.clone(), self.config);
-        let handle = tokio::runtime::Handle::current();
-        self.embedder
-            .get_or_load("embed model", move || {
-                let e = Embedder::load(&store, &config, &handle)?;
-                tracing::info!(stage = NAME, model = MODEL, batch = ?config.batch, "model loaded");
-                Ok(e)
-            })
-            .await
+        self.embedder.load().await
     }
 }
 
@@ -381,17 +378,10 @@ impl Embed {
 }
 
 #[async_trait]
-impl Stage for Embed {
-    fn name(&self) -> &'static str {
-        NAME
-    }
+impl ImageStage for Embed {
+    const NAME: &'static str = NAME;
 
-    fn accepts(&self, kind: &str) -> bool {
-        kind == KIND_IMAGE
-    }
-
-    async fn handle(&self, ctx: &Ctx, input: Input) -> Result<Vec<Effect>, StageError> {
-        let mut task = input.into_image(NAME)?;
+    async fn handle_image(&self, ctx: &Ctx, mut task: ImageTask) -> Result<Vec<Effect>, StageError> {
         let embedder = self.embedder().await.map_err(StageError::transient)?;
         let logo = logo_mode(&task);
         // A logo catalogue's item is a logo image: embedded whole, letterboxed (a centre crop
@@ -446,8 +436,8 @@ impl Stage for Embed {
         Ok(vec![Effect::forward(task, NAME)])
     }
 
-    async fn ready(&self) -> Result<(), String> {
-        self.embedder().await.map(|_| ())
+    async fn readiness(&self) -> Result<(), String> {
+        self.embedder.ready().await
     }
 }
 

@@ -3,29 +3,16 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use clap::Parser;
-use sightline_runtime::{CommonArgs, RunnerSettings};
+use sightline_embed::{Embed, EmbedArgs};
+use sightline_inference::ModelStore;
+use sightline_runtime::{Worker, service};
 
-/// Embed worker: computes the EfficientNet-Lite0 embedding (1280-d, L2-normalised) of each
-/// image's main subject (detect's crop, else the whole image), batching concurrent messages
-/// into one model call, and stores it as a blob referenced in `annotations.embed`. The model
-/// comes from $SIGHTLINE_MODELS (`models/fetch.sh`); while it is missing, /readyz says which
-/// file and the worker does not consume.
-#[derive(Parser)]
-#[command(version)]
-struct Args {
-    #[command(flatten)]
-    common: CommonArgs,
-    #[command(flatten)]
-    runner: RunnerSettings,
-    #[command(flatten)]
-    embed: sightline_embed::EmbedArgs,
-}
+/// What `--help` says the worker does.
+const ABOUT: &str = "Embed worker: computes the EfficientNet-Lite0 embedding (1280-d, L2-normalised) of each image's main subject (detect's crop, else the whole image), batching concurrent messages into one model call, and stores it as a blob referenced in `annotations.embed`. The model comes from $SIGHTLINE_MODELS (`models/fetch.sh`); while it is missing, /readyz says which file and the worker does not consume.";
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    let store = sightline_inference::ModelStore::from_env().context("read the model manifest")?;
-    let stage = sightline_embed::Embed::new(args.embed.into(), Arc::new(store));
-    sightline_runtime::service::run_worker(Arc::new(stage), args.common, args.runner).await
+fn main() -> anyhow::Result<()> {
+    service::main("sightline-embed", ABOUT, |args: EmbedArgs| {
+        let store = Arc::new(ModelStore::from_env().context("read the model manifest")?);
+        Ok(Worker::new(Embed::new(args.into(), store)))
+    })
 }

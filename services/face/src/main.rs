@@ -4,28 +4,16 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use clap::Parser;
-use sightline_runtime::{CommonArgs, RunnerSettings};
+use sightline_face::{FaceArgs, FaceStage};
+use sightline_inference::ModelStore;
+use sightline_runtime::{Worker, service};
 
-/// Face worker: detection with landmarks, head pose and frontal flag, age and gender, face
-/// embeddings, and person ids consistent within a job. Models from `$SIGHTLINE_MODELS`
-/// (`models/fetch.sh`), ONNX Runtime from `$ORT_DYLIB_PATH`.
-#[derive(Parser)]
-#[command(version)]
-struct Args {
-    #[command(flatten)]
-    common: CommonArgs,
-    #[command(flatten)]
-    runner: RunnerSettings,
-    #[command(flatten)]
-    face: sightline_face::FaceArgs,
-}
+/// What `--help` says the worker does.
+const ABOUT: &str = "Face worker: detection with landmarks, head pose and frontal flag, age and gender, face embeddings, and person ids consistent within a job. Models from `$SIGHTLINE_MODELS` (`models/fetch.sh`), ONNX Runtime from `$ORT_DYLIB_PATH`; while they are missing, /readyz says which file and the worker does not consume.";
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    sightline_runtime::telemetry::init_as("sightline-face");
-    tracing::info!(face = ?args.face, "face settings");
-    let stage = sightline_face::FaceStage::from_args(&args.face).context("load the face models")?;
-    sightline_runtime::service::run_worker(Arc::new(stage), args.common, args.runner).await
+fn main() -> anyhow::Result<()> {
+    service::main("sightline-face", ABOUT, |args: FaceArgs| {
+        let store = Arc::new(ModelStore::from_env().context("read the model manifest")?);
+        Ok(Worker::new(FaceStage::from_store(&args, store)))
+    })
 }

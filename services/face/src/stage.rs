@@ -13,12 +13,13 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use sightline_imaging::Limits;
-use sightline_messages::KIND_IMAGE;
-use sightline_runtime::{Ctx, Effect, Input, Stage, StageError};
+use sightline_inference::{ModelStore, Models, Runtime};
+use sightline_messages::ImageTask;
+use sightline_runtime::{Ctx, Effect, ImageStage, StageError};
 use tracing::debug;
 use uuid::Uuid;
 
-use crate::engine::{EngineConfig, FaceEngine};
+use crate::engine::{EngineConfig, FaceEngine, MODELS};
 use crate::gallery::PersonAssigner;
 use crate::output::FaceJson;
 use crate::persons::PersonConfig;
@@ -114,9 +115,10 @@ pub struct ItemFaces {
     pub faces: Vec<FaceJson>,
 }
 
-/// The face stage.
+/// The face stage. The models load on the first readiness check (or message), on the blocking
+/// pool; until they load, `ready()` says why (the missing or corrupt file and `models/fetch.sh`).
 pub struct FaceStage {
-    engine: Arc<FaceEngine>,
+    engine: Models<FaceEngine>,
     limits: Limits,
     persons: PersonAssigner,
 }
@@ -137,30 +139,33 @@ fn stage_error(e: FaceError) -> StageError {
 impl FaceStage {
     /// A stage over a loaded engine.
     pub fn new(engine: Arc<FaceEngine>, persons: PersonConfig, limits: Limits) -> Self {
-        Self { engine, limits, persons: PersonAssigner::new(persons) }
+        Self { engine: Models::loaded("face models", engine), limits, persons: PersonAssigner::new(persons) }
     }
 
-    /// Loads the models (`$SIGHTLINE_MODELS`, `$ORT_DYLIB_PATH`) and builds the stage.
-    pub fn from_args(args: &FaceArgs) -> Result<Self, FaceError> {
-        let engine = FaceEngine::from_env(args.face_sessions, args.engine_config())?;
-        Ok(Self::new(Arc::new(engine), args.person_config(), args.limits()))
+    /// The stage over `store` (shared with the other model stages of the process), with the
+    /// settings `args` name. Loads nothing yet.
+    pub fn from_store(args: &FaceArgs, store: Arc<ModelStore>) -> Self {
+        let (sessions, config) = (args.face_sessions, args.engine_config());
+        let engine = Models::new("face models", move || {
+            // Verified before the runtime loads, so a missing model is what the error names.
+            store.verify(&MODELS)?;
+            let runtime = Runtime::init_from_env(store.root())?;
+            let engine = FaceEngine::load(&store, runtime, sessions, config)?;
+            tracing::info!(stage = NAME, models = ?MODELS, "models loaded");
+            Ok::<_, FaceError>(engine)
+        });
+        Self { engine, limits: args.limits(), persons: PersonAssigner::new(args.person_config()) }
     }
 }
 
 #[async_trait]
-impl Stage for FaceStage {
-    fn name(&self) -> &'static str {
-        NAME
-    }
+impl ImageStage for FaceStage {
+    const NAME: &'static str = NAME;
 
-    fn accepts(&self, kind: &str) -> bool {
-        kind == KIND_IMAGE
-    }
-
-    async fn handle(&self, ctx: &Ctx, input: Input) -> Result<Vec<Effect>, StageError> {
-        let mut task = input.into_image(NAME)?;
+    async fn handle_image(&self, ctx: &Ctx, mut task: ImageTask) -> Result<Vec<Effect>, StageError> {
+        let engine = self.engine.load().await.map_err(StageError::transient)?;
         let bytes = ctx.blob.get(&task.key).await?;
-        let (engine, limits, name) = (self.engine.clone(), self.limits, task.name.clone());
+        let (limits, name) = (self.limits, task.name.clone());
         let started = Instant::now();
         let faces = ctx
             .blocking(move || {
@@ -187,5 +192,8 @@ impl Stage for FaceStage {
             serde_json::json!({ "count": compact.len(), "faces": compact, "embeddings": embeddings }),
         );
         Ok(vec![Effect::forward(task, NAME)])
+    }
+    async fn readiness(&self) -> Result<(), String> {
+        self.engine.ready().await
     }
 }

@@ -5,12 +5,15 @@
 //! serves a catalogue from these entries and the snapshots stored beside them ([`catalog`]).
 //! [`search`] holds the approximate index, its serialisation and the OCR-text re-ranking that
 //! search by photo uses; [`VectorIndex`] is an exact in-memory view of one collection.
+//! [`server`] runs the stage with the search API ([`api`]) and the snapshot compactor beside
+//! it under one shutdown token: the `sightline-index` binary.
 
 pub mod api;
 pub mod catalog;
 pub mod logo;
 pub mod query;
 pub mod search;
+pub mod server;
 
 use std::sync::Arc;
 
@@ -18,8 +21,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use sightline_blob::{BlobError, BlobStore, key_segment};
-use sightline_messages::{ImageTask, KIND_IMAGE};
-use sightline_runtime::{Ctx, Effect, Input, Stage, StageError};
+use sightline_messages::ImageTask;
+use sightline_runtime::{Ctx, Effect, ImageStage, StageError};
 use uuid::Uuid;
 
 use crate::catalog::Catalogs;
@@ -119,17 +122,10 @@ impl IndexStage {
 }
 
 #[async_trait]
-impl Stage for IndexStage {
-    fn name(&self) -> &'static str {
-        NAME
-    }
+impl ImageStage for IndexStage {
+    const NAME: &'static str = NAME;
 
-    fn accepts(&self, kind: &str) -> bool {
-        kind == KIND_IMAGE
-    }
-
-    async fn handle(&self, ctx: &Ctx, input: Input) -> Result<Vec<Effect>, StageError> {
-        let mut task = input.into_image(NAME)?;
+    async fn handle_image(&self, ctx: &Ctx, mut task: ImageTask) -> Result<Vec<Effect>, StageError> {
         if let Some(request) = query::QueryRequest::from_task(&task) {
             let answer = query::answer(ctx, &self.catalogs, &task, &request).await?;
             task.annotations.insert(query::ANNOTATION.to_owned(), answer);
@@ -258,6 +254,7 @@ impl VectorIndex {
 #[cfg(test)]
 mod tests {
     use sightline_messages::Body;
+    use sightline_runtime::{Input, Stage};
 
     use super::*;
 

@@ -22,8 +22,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use sightline_imaging::{ImageError, Limits};
-use sightline_messages::KIND_IMAGE;
-use sightline_runtime::{Ctx, Effect, Input, Stage, StageError};
+use sightline_inference::{ModelStore, Models, Runtime};
+use sightline_messages::ImageTask;
+use sightline_runtime::{Ctx, Effect, ImageStage, StageError};
 use tracing::debug;
 
 pub use engine::{EngineOptions, OcrConfig, OcrEngine, OcrError, TextLine, Timings};
@@ -202,9 +203,14 @@ impl OcrArgs {
     }
 }
 
-/// The OCR stage.
+/// The models the default [`OcrArgs`] name (manifest names), for callers that verify them up
+/// front.
+pub const MODELS: [&str; 3] = ["ocr-det", "ocr-cls", "ocr-rec"];
+
+/// The OCR stage. The models load on the first readiness check (or message), on the blocking
+/// pool; until they load, `ready()` says why (the missing or corrupt file and `models/fetch.sh`).
 pub struct Ocr {
-    engine: Arc<OcrEngine>,
+    engine: Models<OcrEngine>,
     limits: Limits,
 }
 
@@ -215,38 +221,35 @@ impl std::fmt::Debug for Ocr {
 }
 
 impl Ocr {
-    /// Loads the models named by `args` from `$SIGHTLINE_MODELS` (ONNX Runtime from
-    /// `$ORT_DYLIB_PATH`), verifying their SHA-256.
-    pub fn from_env(args: &OcrArgs) -> Result<Self, OcrError> {
-        let engine = OcrEngine::from_env(&args.engine_options(), args.config())?;
-        Ok(Self::with_engine(Arc::new(engine), args.limits()))
+    /// The stage over `store` (shared with the other model stages of the process), with the
+    /// models and settings `args` name. Loads nothing yet.
+    pub fn new(args: &OcrArgs, store: Arc<ModelStore>) -> Self {
+        let (options, config) = (args.engine_options(), args.config());
+        let engine = Models::new("ocr models", move || {
+            let models = [options.det_model.as_str(), options.cls_model.as_str(), options.rec_model.as_str()];
+            // Verified before the runtime loads, so a missing model is what the error names.
+            store.verify(&models)?;
+            let runtime = Runtime::init_from_env(store.root())?;
+            let engine = OcrEngine::load(&store, runtime, &options, config.clone())?;
+            tracing::info!(stage = NAME, models = ?models, "models loaded");
+            Ok::<_, OcrError>(engine)
+        });
+        Self { engine, limits: args.limits() }
     }
 
     /// A stage over an already loaded engine.
     pub fn with_engine(engine: Arc<OcrEngine>, limits: Limits) -> Self {
-        Self { engine, limits }
-    }
-
-    /// The engine.
-    pub fn engine(&self) -> &Arc<OcrEngine> {
-        &self.engine
+        Self { engine: Models::loaded("ocr models", engine), limits }
     }
 }
 
 #[async_trait]
-impl Stage for Ocr {
-    fn name(&self) -> &'static str {
-        NAME
-    }
+impl ImageStage for Ocr {
+    const NAME: &'static str = NAME;
 
-    fn accepts(&self, kind: &str) -> bool {
-        kind == KIND_IMAGE
-    }
-
-    async fn handle(&self, ctx: &Ctx, input: Input) -> Result<Vec<Effect>, StageError> {
-        let mut task = input.into_image(NAME)?;
+    async fn handle_image(&self, ctx: &Ctx, mut task: ImageTask) -> Result<Vec<Effect>, StageError> {
+        let engine = self.engine.load().await.map_err(StageError::transient)?;
         let bytes = ctx.blob.get(&task.key).await?;
-        let engine = Arc::clone(&self.engine);
         let limits = self.limits;
         let name = task.name.clone();
         let result = ctx.blocking(move || engine.read_bytes(&bytes, Some(&name), &limits)).await?;
@@ -269,5 +272,9 @@ impl Stage for Ocr {
             serde_json::to_value(&output).map_err(|e| StageError::permanent(format!("encode ocr result: {e}")))?;
         task.annotations.insert(NAME.to_owned(), value);
         Ok(vec![Effect::forward(task, NAME)])
+    }
+
+    async fn readiness(&self) -> Result<(), String> {
+        self.engine.ready().await
     }
 }

@@ -4,29 +4,16 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use clap::Parser;
-use sightline_runtime::{CommonArgs, RunnerSettings};
+use sightline_inference::ModelStore;
+use sightline_ocr::{Ocr, OcrArgs};
+use sightline_runtime::{Worker, service};
 
-/// OCR worker: detects, orients and recognises Chinese and English text lines with PP-OCR
-/// models (RapidOCR's processing), extracts prices, and sends each image along its route.
-#[derive(Parser)]
-#[command(version)]
-struct Args {
-    #[command(flatten)]
-    common: CommonArgs,
-    #[command(flatten)]
-    runner: RunnerSettings,
-    #[command(flatten)]
-    ocr: sightline_ocr::OcrArgs,
-}
+/// What `--help` says the worker does.
+const ABOUT: &str = "OCR worker: detects, orients and recognises Chinese and English text lines with PP-OCR models (RapidOCR's processing), extracts prices, and sends each image along its route. Models come from $SIGHTLINE_MODELS (`models/fetch.sh`); while they are missing, /readyz says which file and the worker does not consume.";
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    let ocr = args.ocr.clone();
-    let stage = tokio::task::spawn_blocking(move || sightline_ocr::Ocr::from_env(&ocr))
-        .await
-        .context("load ocr models")?
-        .context("load ocr models (run models/fetch.sh and export its SIGHTLINE_MODELS, ORT_DYLIB_PATH)")?;
-    sightline_runtime::service::run_worker(Arc::new(stage), args.common, args.runner).await
+fn main() -> anyhow::Result<()> {
+    service::main("sightline-ocr", ABOUT, |args: OcrArgs| {
+        let store = Arc::new(ModelStore::from_env().context("read the model manifest")?);
+        Ok(Worker::new(Ocr::new(&args, store)))
+    })
 }

@@ -191,10 +191,13 @@ fn stage_for(name: &str) -> anyhow::Result<Arc<dyn Stage>> {
         "embed" => {
             Ok(Arc::new(sightline_embed::Embed::new(Default::default(), model_store(&sightline_embed::MODELS)?)))
         }
-        "face" => Ok(Arc::new(sightline_face::FaceStage::from_args(&Default::default())?)),
+        "face" => Ok(Arc::new(sightline_face::FaceStage::from_store(
+            &Default::default(),
+            model_store(&sightline_face::engine::MODELS)?,
+        ))),
         "cluster" => Ok(Arc::new(sightline_cluster::stage::ClusterStage::new(Default::default()))),
         "index" => Ok(Arc::new(sightline_index::IndexStage::default())),
-        "ocr" => Ok(Arc::new(sightline_ocr::Ocr::from_env(&Default::default())?)),
+        "ocr" => Ok(Arc::new(sightline_ocr::Ocr::new(&Default::default(), model_store(&sightline_ocr::MODELS)?))),
         other if STAGES.contains(&other) => bail!("stage {other:?} is not available in this build yet"),
         other => bail!("unknown stage {other:?}"),
     }

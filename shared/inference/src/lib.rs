@@ -38,7 +38,7 @@ pub mod verify;
 
 pub use error::{InferenceError, Result};
 pub use manifest::{Dim, Manifest, ModelSpec, PreprocessingSpec, TensorSpec};
-pub use once::LoadOnce;
+pub use once::{LoadOnce, Models};
 pub use pool::{Optimization, Outputs, PoolConfig, SessionPool};
 pub use runtime::{DYLIB_ENV, Runtime};
 pub use store::{MODELS_ENV, ModelStore, default_models_dir, models_dir_from_env, sha256_file};

@@ -24,4 +24,5 @@ pub mod telemetry;
 
 pub use backends::Backends;
 pub use config::{CommonArgs, RunnerSettings};
-pub use stage::{Ctx, Effect, Input, Stage, StageError};
+pub use service::{Companion, Worker};
+pub use stage::{Ctx, Effect, ImageStage, Input, Stage, StageError};

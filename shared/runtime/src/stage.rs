@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use sightline_blob::{BlobError, BlobStore};
 use sightline_bus::BusError;
 use sightline_coord::{Coord, CoordError};
-use sightline_messages::{Body, Envelope, ImageTask, ItemOutcome, ItemRecord};
+use sightline_messages::{Body, Envelope, ImageTask, ItemOutcome, ItemRecord, KIND_IMAGE};
 use thiserror::Error;
 
 /// What a handler failed with. The runner retries [`StageError::Transient`] with backoff and
@@ -167,5 +167,41 @@ pub trait Stage: Send + Sync + 'static {
     /// Whether the stage can work (models loaded...). Checked before consuming and by `/readyz`.
     async fn ready(&self) -> Result<(), String> {
         Ok(())
+    }
+}
+
+/// A stage that handles image tasks only (`image.task`): dedup, detect, embed, face, ocr,
+/// index. Every such type is a [`Stage`] through the impl below, which names it, accepts only
+/// image tasks, hands the handler the decoded task, and asks [`ImageStage::readiness`] for
+/// `ready()`: the part those stages would otherwise each write again.
+#[async_trait]
+pub trait ImageStage: Send + Sync + 'static {
+    /// The stable stage name (queue names derive from it).
+    const NAME: &'static str;
+    /// Handles one image task.
+    async fn handle_image(&self, ctx: &Ctx, task: ImageTask) -> Result<Vec<Effect>, StageError>;
+    /// Whether the stage can work (a model stage: `Models::ready`, which loads the models).
+    async fn readiness(&self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl<S: ImageStage> Stage for S {
+    fn name(&self) -> &'static str {
+        S::NAME
+    }
+
+    fn accepts(&self, kind: &str) -> bool {
+        kind == KIND_IMAGE
+    }
+
+    async fn handle(&self, ctx: &Ctx, input: Input) -> Result<Vec<Effect>, StageError> {
+        let task = input.into_image(S::NAME)?;
+        self.handle_image(ctx, task).await
+    }
+
+    async fn ready(&self) -> Result<(), String> {
+        self.readiness().await
     }
 }
