@@ -1,7 +1,17 @@
-//! Human-readable output.
+//! Reports and output: the human-readable lines of job status and records, the CSV quoting
+//! every written CSV shares, the annotation job's `labels.csv` and `report.html`
+//! ([`annotate`]) and the scoring of `labels.csv` against a truth file ([`score`]).
+
+pub mod annotate;
+pub mod score;
 
 use sightline_coord::JobStatus;
 use sightline_messages::ItemRecord;
+
+/// Quotes a CSV field when it needs it (RFC 4180).
+pub fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_owned() }
+}
 
 /// `ok 45, failed 3`.
 pub fn outcomes_line(s: &JobStatus) -> String {
@@ -40,5 +50,17 @@ pub fn print_records(records: &[ItemRecord]) {
             dims,
             extra
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_fields_are_quoted_when_needed() {
+        assert_eq!(csv_field("a.jpg"), "a.jpg");
+        assert_eq!(csv_field("a,b.jpg"), "\"a,b.jpg\"");
+        assert_eq!(csv_field("say \"hi\".jpg"), "\"say \"\"hi\"\".jpg\"");
     }
 }

@@ -8,8 +8,6 @@
 //! With `--logo`, logo search: the catalogue is logo images, and each query is searched with
 //! the embeddings of its candidate regions from the detect stage ([`sightline_index::logo`],
 //! docs/logos.md).
-//!
-//! Self-contained (no `crate::` paths) so that `examples/search_eval.rs` compiles it too.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -25,6 +23,8 @@ use sightline_index::search::{
 };
 use sightline_inference::ModelStore;
 use sightline_ocr::{OcrArgs, OcrEngine};
+
+use crate::walk::{Walk, has_extension};
 
 /// Which candidate regions of a query logo search embeds (`--logo-regions`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -168,28 +168,12 @@ impl Features {
 /// The image files under `dir`, sorted, as (path, name relative to `dir`).
 pub fn image_files(dir: &Path) -> anyhow::Result<Vec<(PathBuf, String)>> {
     const EXT: [&str; 8] = ["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"];
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).with_context(|| format!("read folder {}", d.display()))? {
-            let path = entry?.path();
-            let hidden = path.file_name().and_then(|n| n.to_str()).is_none_or(|n| n.starts_with('.'));
-            if hidden {
-                continue;
-            }
-            if path.is_dir() {
-                stack.push(path);
-            } else if path
-                .extension()
-                .and_then(|e| e.to_str())
-                .is_some_and(|e| EXT.contains(&e.to_lowercase().as_str()))
-            {
-                let rel = path.strip_prefix(dir).unwrap_or(&path).to_string_lossy().replace('\\', "/");
-                out.push((path, rel));
-            }
-        }
-    }
-    out.sort_by(|a, b| a.1.cmp(&b.1));
+    let out: Vec<(PathBuf, String)> = Walk { hidden: false, follow_links: true }
+        .files(dir)?
+        .into_iter()
+        .filter(|f| has_extension(&f.path, &EXT))
+        .map(|f| (f.path, f.name))
+        .collect();
     if out.is_empty() {
         bail!("no images under {}", dir.display());
     }

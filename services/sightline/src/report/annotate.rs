@@ -12,6 +12,8 @@ use sightline_blob::BlobStore;
 use sightline_messages::{ItemOutcome, ItemRecord};
 use uuid::Uuid;
 
+use super::csv_field;
+
 /// The label of one input file.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct LabelRow {
@@ -61,10 +63,6 @@ pub fn label_rows(records: &[ItemRecord]) -> Vec<LabelRow> {
             }
         })
         .collect()
-}
-
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_owned() }
 }
 
 /// Writes `labels.csv`.

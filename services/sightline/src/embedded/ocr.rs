@@ -21,7 +21,7 @@ struct FileText {
 /// code 1 when a file could not be read or decoded (its entry carries `error`); the other files
 /// are still reported. An image without text has no lines.
 pub async fn run(paths: Vec<PathBuf>, args: OcrArgs, json: bool) -> anyhow::Result<i32> {
-    let files = crate::jobs::image_inputs(paths)?;
+    let files = crate::walk::image_inputs(paths)?;
     let results: Vec<FileText> = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<FileText>> {
         let engine = OcrEngine::from_env(&args.engine_options(), args.config())
             .context("load the OCR models (run models/fetch.sh and export what it prints)")?;

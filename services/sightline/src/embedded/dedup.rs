@@ -1,21 +1,91 @@
-//! Dedup over a folder in the embedded mode (the ingest and dedup stages over in-memory
-//! backends, the same code as the workers), and the duplicate groups it found: what
-//! `sightline dedup DIR --out OUT` writes to `OUT/groups.csv`.
+//! `sightline dedup DIR --out OUT`: exact and near-duplicate groups of every image under a
+//! folder, found by the ingest and dedup stages in the embedded mode (the same code as the
+//! workers, over in-memory backends), written to `OUT/groups.csv`.
+//!
+//! `groups.csv` has one row per file under DIR: `file,group,original,kind,distance`. `file`
+//! is relative to DIR. Files of a group are duplicates of its `original`. An original (a
+//! unique file is its own group) has an empty `kind` and `distance`; a duplicate has `exact`
+//! (same bytes or same pixels, distance 0) or `near` and the Hamming distance between the
+//! perceptual hashes. A file that is not a readable image has `kind` `failed` and no group.
+//! First-level folders are collections and are compared separately, as in a job.
+//!
+//! [`run_folder`] builds the ingest + dedup pipeline, so it lives here and not in the dedup
+//! crate: a stage crate never depends on another stage crate.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use anyhow::Context;
 use bytes::Bytes;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
+use sightline_dedup::{Decision, Dedup, DedupConfig, Kind, NAME};
 use sightline_messages::{ItemOutcome, ItemRecord, JobSpec, Source};
 use sightline_runtime::embedded::Pipeline;
 use sightline_runtime::{Backends, RunnerSettings, Stage};
 use uuid::Uuid;
 
-use crate::{Decision, Dedup, DedupConfig, Kind, NAME};
+use crate::jobs::now_ms;
+use crate::report::csv_field;
+use crate::walk::{Found, Walk};
+
+/// Runs dedup over every file under `dir` and writes `out/groups.csv`; prints a summary (as
+/// JSON on stdout with `json`), with a progress bar on stderr.
+pub async fn run(dir: &Path, out: &Path, max_distance: u32, json: bool) -> anyhow::Result<()> {
+    anyhow::ensure!(dir.is_dir(), "{} is not a folder", dir.display());
+    let config = DedupConfig { max_distance, ..DedupConfig::default() };
+    Dedup::new(config.clone())?;
+    std::fs::create_dir_all(out).with_context(|| format!("create {}", out.display()))?;
+
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg:>13} [{bar:30}] {pos}/{len} images ({per_sec}, {eta} left)")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let report = run_folder(dir, config, |p: Progress| {
+        bar.set_message(if p.uploading { "uploading" } else { "deduplicating" });
+        if p.total > 0 {
+            bar.set_length(p.total);
+        }
+        bar.set_position(p.done);
+    })
+    .await
+    .with_context(|| format!("deduplicate {}", dir.display()))?;
+    bar.finish_and_clear();
+
+    let csv = out.join("groups.csv");
+    std::fs::write(&csv, report.to_csv()).with_context(|| format!("write {}", csv.display()))?;
+    let summary = report.summary();
+    if json {
+        let doc = serde_json::json!({
+            "groups_csv": csv.display().to_string(),
+            "max_distance": max_distance,
+            "summary": summary,
+            "failed": report.failed,
+            "rows": report.rows,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc).context("encode summary")?);
+    } else {
+        println!(
+            "{} files: {} groups ({} with duplicates), {} exact and {} near duplicates, {} failed, in {:.1} s",
+            summary["files"],
+            summary["groups"],
+            summary["groups_with_duplicates"],
+            summary["duplicates"]["exact"],
+            summary["duplicates"]["near"],
+            summary["failed"],
+            report.seconds,
+        );
+        for (file, reason) in &report.failed {
+            println!("  failed: {file}: {reason}");
+        }
+        println!("wrote {}", csv.display());
+    }
+    Ok(())
+}
 
 /// One row of `groups.csv`: `file,group,original,kind,distance`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -78,33 +148,6 @@ impl RunReport {
     }
 }
 
-/// Quotes a CSV field when it needs it (RFC 4180).
-pub fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_owned() }
-}
-
-/// Every regular file under `dir` (following no links), as `/`-separated relative paths.
-pub fn list_files(dir: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).with_context(|| format!("read folder {}", d.display()))? {
-            let entry = entry.with_context(|| format!("read folder {}", d.display()))?;
-            let kind = entry.file_type()?;
-            let path = entry.path();
-            if kind.is_dir() {
-                stack.push(path);
-            } else if kind.is_file() {
-                let rel = path.strip_prefix(dir).unwrap_or(&path);
-                let rel: Vec<String> = rel.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
-                out.push((rel.join("/"), path));
-            }
-        }
-    }
-    out.sort();
-    Ok(out)
-}
-
 /// Progress of a run: items decided so far, of how many (0 while ingest lists them).
 #[derive(Debug, Clone, Copy)]
 pub struct Progress {
@@ -127,13 +170,13 @@ pub async fn run_folder(
 ) -> anyhow::Result<RunReport> {
     let storage = tempfile::tempdir().context("create temporary storage")?;
     let backends = Backends::embedded(storage.path()).context("set up embedded storage")?;
-    let files = list_files(dir)?;
+    let files = Walk { hidden: true, follow_links: false }.files(dir)?;
     let job = Uuid::new_v4();
     let prefix = format!("uploads/{job}/");
     let started = Instant::now();
     let mut failed = BTreeMap::new();
     let total = files.len() as u64;
-    for (i, (rel, path)) in files.iter().enumerate() {
+    for (i, Found { name: rel, path }) in files.iter().enumerate() {
         let bytes = tokio::fs::read(path).await.with_context(|| format!("read {}", path.display()))?;
         if let Err(e) = backends.blob.put(&format!("{prefix}{rel}"), Bytes::from(bytes)).await {
             failed.insert(rel.clone(), format!("cannot store the file: {e}"));
@@ -157,7 +200,7 @@ pub async fn run_folder(
         route: vec![sightline_ingest::NAME.to_owned(), NAME.to_owned()],
         source: Source::S3Prefix { prefix },
         options: BTreeMap::new(),
-        submitted_at_ms: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
+        submitted_at_ms: now_ms(),
     };
     sightline_runtime::runner::submit_job(backends.bus.as_ref(), &spec).await.context("submit job")?;
     let status = pipeline
@@ -170,7 +213,7 @@ pub async fn run_folder(
     anyhow::ensure!(status.is_some(), "the job vanished");
     let seconds = started.elapsed().as_secs_f64();
 
-    let mut report = groups_from_records(job, &records, files.iter().map(|(rel, _)| rel.clone()));
+    let mut report = groups_from_records(job, &records, files.iter().map(|f| f.name.clone()));
     for (file, reason) in failed {
         report.failed.entry(file).or_insert(reason);
     }
@@ -240,16 +283,4 @@ pub fn groups_from_records(job: Uuid, records: &[ItemRecord], files: impl IntoIt
         })
         .collect();
     RunReport { rows, failed, seconds: 0.0 }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn csv_fields_are_quoted_when_needed() {
-        assert_eq!(csv_field("a.jpg"), "a.jpg");
-        assert_eq!(csv_field("a,b.jpg"), "\"a,b.jpg\"");
-        assert_eq!(csv_field("say \"hi\".jpg"), "\"say \"\"hi\"\".jpg\"");
-    }
 }

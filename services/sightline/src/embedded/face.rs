@@ -20,7 +20,7 @@ struct FileFaces {
 /// Runs the command. Exit code 1 when a file could not be read or decoded (its entry carries
 /// `error` and no faces); the other files are still reported.
 pub async fn run(paths: Vec<PathBuf>, args: FaceArgs, json: bool, embeddings: bool) -> anyhow::Result<i32> {
-    let files = crate::jobs::image_inputs(paths)?;
+    let files = crate::walk::image_inputs(paths)?;
     let person_cfg = args.person_config();
     let analysed: Vec<(PathBuf, Result<Vec<Face>, String>)> = tokio::task::spawn_blocking(move || {
         let engine = FaceEngine::from_env(args.face_sessions, args.engine_config()).context("load the face models")?;
