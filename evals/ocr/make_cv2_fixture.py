@@ -2,8 +2,8 @@
 the Rust OCR pipeline re-implements, on small seeded random inputs. The Rust unit test
 `cv2_parity` (shared/vision/tests/cv2_parity.rs) checks every case bit for bit.
 
-Run with the benchmark's venv (services/ocr/bench/bench.sh creates it):
-    ~/.cache/sightline/venv-rapidocr/bin/python services/ocr/bench/make_cv2_fixture.py
+Run with the benchmark's venv (evals/ocr/bench.sh creates it):
+    ~/.cache/sightline/venv-rapidocr/bin/python evals/ocr/make_cv2_fixture.py
 """
 import json
 import sys
@@ -125,6 +125,6 @@ for _ in range(8):
     ws.append({"width": w, "height": h, "data": hx(img), "points": pts.tolist(), "cw": cw, "ch": ch, "out": hx(crop)})
 out["warp"] = ws
 
-target = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[3] / "tests/fixtures/ocr/cv2.json"
+target = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[2] / "tests/fixtures/ocr/cv2.json"
 target.write_text(json.dumps(out, separators=(",", ":")))
 print(f"wrote {target} ({target.stat().st_size} bytes)")

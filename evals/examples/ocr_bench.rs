@@ -1,11 +1,11 @@
-//! Our side of the RapidOCR benchmark (`services/ocr/bench/bench.sh`): prints one JSON object
+//! Our side of the RapidOCR benchmark (`evals/ocr/bench.sh`): prints one JSON object
 //! per file (seconds, per-step timings, lines, prices), reading the files named on the command
 //! line (after one warm-up call) or, with none, one path per line from stdin (the protocol of
 //! `bench.py`); `--params` prints the configuration as RapidOCR `params`. `OCR_THREADS` and
 //! `OCR_LINE_WORKERS` override the engine options.
 //!
 //!   eval "$(models/fetch.sh)"
-//!   cargo run --release -p sightline-ocr --example ocr_bench -- [--rapidocr-defaults] [--npy-dir DIR] FILE...
+//!   cargo run --release -p sightline-evals --example ocr_bench -- [--rapidocr-defaults] [--npy-dir DIR] FILE...
 //!
 //! `--npy-dir DIR` reads the pixels from `DIR/<file name>.npy` (the BGR arrays RapidOCR decoded,
 //! saved by `rapidocr_run.py` with `DUMP_NPY=DIR`) instead of decoding the file: it separates

@@ -5,7 +5,7 @@
 //!
 //! ```sh
 //! eval "$(models/fetch.sh)"
-//! cargo run --release -p sightline-embed --example embed_eval -- [DATA]
+//! cargo run --release -p sightline-evals --example embed_eval -- [DATA]
 //! ```
 //!
 //! DATA defaults to `../shared/data`.
@@ -20,17 +20,8 @@ use ndarray::{Array3, Array4, Axis};
 use sightline_detect::analysis::{self, CropParams};
 use sightline_detect::models::{DetectModels, ModelConfig};
 use sightline_embed::{EmbedConfig, Embedder, Fit, input_tensor, l2_normalise, prepare};
+use sightline_evals::read_csv;
 use sightline_inference::{ModelStore, PoolConfig, Runtime, SessionPool};
-
-fn read_csv(path: &Path) -> anyhow::Result<Vec<Vec<String>>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
-    Ok(text
-        .lines()
-        .skip(1)
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| l.trim_end_matches('\r').split(',').map(str::to_owned).collect())
-        .collect())
-}
 
 fn load(path: &Path) -> anyhow::Result<RgbImage> {
     let bytes = std::fs::read(path).with_context(|| format!("read {}", path.display()))?;

@@ -4,8 +4,8 @@
 # DATA/lines and DATA/unlabeled. Reports seconds per image for each (fastest of ROUNDS
 # alternating rounds), their ratio, and the character-level agreement of the two outputs.
 #
-#   services/ocr/bench/bench.sh [DATA]          # DATA defaults to ../shared/data/ocr
-#   ROUNDS=3 THREADS=2 OUT=target/ocr-bench services/ocr/bench/bench.sh
+#   evals/ocr/bench.sh [DATA]          # DATA defaults to ../shared/data/ocr
+#   ROUNDS=3 THREADS=2 OUT=target/ocr-bench evals/ocr/bench.sh
 #
 # RapidOCR goes into a throwaway venv ($SIGHTLINE_CACHE/venv-rapidocr, pinned by
 # requirements.txt); the models come from models/fetch.sh. Writes OUT/report.md and
@@ -13,7 +13,7 @@
 # OUT/same-pixels/ (our side fed RapidOCR's decoded pixels).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-cd "$here/../../.."
+cd "$here/../.."
 DATA="${1:-../shared/data/ocr}"
 ROUNDS="${ROUNDS:-3}"
 THREADS="${THREADS:-$(nproc)}"
@@ -30,7 +30,7 @@ if ! "$VENV/bin/python" -c 'import rapidocr, cv2, onnxruntime' 2>/dev/null; then
     wheel="$CACHE/downloads/rapidocr-3.10.0-py3-none-any.whl"
     if [[ -f "$wheel" ]]; then "$VENV/bin/pip" install -q --no-deps "$wheel"; else "$VENV/bin/pip" install -q --no-deps rapidocr==3.10.0; fi
 fi
-cargo build -q --release -p sightline-ocr --example ocr_bench
+cargo build -q --release -p sightline-evals --example ocr_bench
 ours="${CARGO_TARGET_DIR:-target}/release/examples/ocr_bench"
 
 # Our configuration as RapidOCR params, on our model files, with the same thread count.

@@ -2,7 +2,7 @@
 //! automatic centres against each set's ground truth (docs/clustering.md).
 //!
 //! ```sh
-//! cargo run -p sightline-cluster --example dpc_eval -- [--data ../shared/data] [--kernel knn]
+//! cargo run -p sightline-evals --example dpc_eval -- [--data ../shared/data] [--kernel knn]
 //!     [--percent 1] [--z-min 3] [--merge 0.75|0] [--json out.json] [--top 20] [--oracle]
 //! ```
 //! Reads every `DATA/clustering/*.csv` (feature columns, final `label` column). For sets whose truth

@@ -1,19 +1,19 @@
 //! Clustering speed on synthetic 512-d embeddings (docs/clustering.md, "Speed").
 //!
 //! ```sh
-//! cargo run -p sightline-cluster --example dpc_bench -- --n 100000 --method scaled [--sample 20000]
+//! cargo run -p sightline-evals --example dpc_bench -- --n 100000 --method scaled [--sample 20000]
 //!     [--dim 512] [--clusters 50] [--noise 0.1] [--kernel knn] [--percent 1] [--threads 2]
 //!     [--probe 8] [--cells N] [--seed 42] [--json out.json]
 //!     [--recall Q] [--write DATA.f32] [--read DATA.f32] [--dump OUT.csv]
 //! ```
-//! Generates `--n` points ([`sightline_cluster::synth`]), clusters them, prints where the time went,
+//! Generates `--n` points ([`sightline_evals::synth`]), clusters them, prints where the time went,
 //! the peak memory (VmHWM) and the ARI against the generator's clusters (noise as one class, and
 //! with halo points as noise). With `--sample M` (scaled runs), also clusters a random sample of M
 //! points exactly and reports the ARI of the scaled labels against the exact ones on that sample.
 //! With `--recall Q`, builds the index's neighbour lists again and reports their recall@k against
 //! brute force on Q random points.
 //! `--write` stores the points (little-endian f32, row-major) and `DATA.f32.labels` for the Python
-//! reference (benches/python_reference.sh); `--read` clusters such a file instead of generating;
+//! reference (evals/cluster/python_reference.sh); `--read` clusters such a file instead of generating;
 //! `--dump` writes every point's ρ, δ, nearest denser point, cluster and halo flag as CSV.
 
 use std::path::PathBuf;
@@ -22,7 +22,7 @@ use std::time::Instant;
 use sightline_cluster::ari::adjusted_rand_index;
 use sightline_cluster::dpc::{Clustering, DensityPeaks, Exact, Kernel, Params, Scaled, exact_knn, scaled::IndexParams};
 use sightline_cluster::points::Points;
-use sightline_cluster::synth::{Blobs, generate};
+use sightline_evals::synth::{Blobs, generate};
 
 struct Args {
     blobs: Blobs,

@@ -12,7 +12,7 @@ face is 21 px wide; the nine images tiled 3x3 into one mosaic, as they are and s
 
 A prototype in Python (numpy, Pillow, onnxruntime: the models/make_reference venv has them):
 
-  ~/.cache/sightline/venv-reference/bin/python services/face/tools/compare_detectors.py [DATA]
+  ~/.cache/sightline/venv-reference/bin/python evals/face/compare_detectors.py [DATA]
 
 DATA defaults to ../shared/data; models come from $SIGHTLINE_MODELS (default ~/.cache/sightline/models).
 """

@@ -1,4 +1,4 @@
-"""The OCR benchmark in one run: our engine (services/ocr/examples/ocr_bench.rs) and RapidOCR (same
+"""The OCR benchmark in one run: our engine (evals/examples/ocr_bench.rs) and RapidOCR (same
 model files, same settings) as two long-lived processes, each image sent to one then the other,
 ROUNDS times with the order alternating, so that both see the same machine load. Reports, per
 image and overall: seconds (the fastest of the rounds, for each side), the speed ratio, and the

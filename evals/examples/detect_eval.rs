@@ -4,11 +4,11 @@
 //!
 //! ```sh
 //! eval "$(models/fetch.sh)"
-//! cargo run --release -p sightline-detect --example detect_eval -- [DATA] [--out detect.csv]
+//! cargo run --release -p sightline-evals --example detect_eval -- [DATA] [--out detect.csv]
 //! ```
 //!
 //! DATA defaults to `../shared/data`. Noise types (face, document, scene, other product) come
-//! from `services/detect/eval/annotate_noise_types.csv` (see `docs/detect-embed.md`).
+//! from `evals/detect/annotate_noise_types.csv` (see `docs/detect-embed.md`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -16,6 +16,7 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use sightline_detect::{Analyzer, DetectConfig, Detection};
+use sightline_evals::read_csv;
 use sightline_inference::ModelStore;
 
 /// One measured value of a detection.
@@ -28,16 +29,6 @@ struct Row {
     detection: Detection,
     decode_ms: f64,
     timings: sightline_detect::models::Timings,
-}
-
-fn read_csv(path: &Path) -> anyhow::Result<Vec<Vec<String>>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
-    Ok(text
-        .lines()
-        .skip(1)
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| l.trim_end_matches('\r').split(',').map(str::to_owned).collect())
-        .collect())
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -71,7 +62,7 @@ fn main() -> anyhow::Result<()> {
     }
     let root = data.join("annotate");
     let truth = read_csv(&root.join("truth.csv"))?;
-    let types_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("eval/annotate_noise_types.csv");
+    let types_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("detect/annotate_noise_types.csv");
     let types: HashMap<(String, String), String> = read_csv(&types_path)?
         .into_iter()
         .filter(|r| r.len() >= 3)

@@ -2,7 +2,7 @@
 //! detections to ground truth at an IoU threshold, and landmark error. The driver is the
 //! `face_eval` example (`docs/face.md`).
 
-use crate::geometry::{BoxF, Point};
+use sightline_face::geometry::{BoxF, Point};
 
 /// One image of a dlib XML file.
 #[derive(Debug, Clone, PartialEq)]

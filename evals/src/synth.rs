@@ -7,8 +7,8 @@
 
 use rayon::prelude::*;
 
-use crate::dpc::SplitMix64;
-use crate::points::Points;
+use sightline_cluster::dpc::SplitMix64;
+use sightline_cluster::points::Points;
 
 /// Parameters of [`generate`].
 #[derive(Debug, Clone, PartialEq)]

@@ -2,7 +2,7 @@
 //! price poster `ocr/unlabeled/ch_en_num.jpg`.
 //!
 //!   eval "$(models/fetch.sh)"
-//!   cargo run --release -p sightline-ocr --example ocr_eval -- [--data ../shared/data/ocr] [--rapidocr-defaults]
+//!   cargo run --release -p sightline-evals --example ocr_eval -- [--data ../shared/data/ocr] [--rapidocr-defaults]
 //!
 //! Accuracy per image is 1 − edit distance / length of the truth, on the lines joined with
 //! newlines (each trimmed), in Unicode characters; overall it is 1 − Σ distances / Σ lengths.

@@ -2,7 +2,7 @@
 //!
 //! ```sh
 //! eval "$(models/fetch.sh)"
-//! cargo run -p sightline-face --release --example face_eval -- [DATA]   # DATA defaults to ../shared/data
+//! cargo run -p sightline-evals --release --example face_eval -- [DATA]   # DATA defaults to ../shared/data
 //! ```
 //!
 //! - detection recall and precision at IoU 0.5 on `faces/boxes` (training.xml, testing.xml),
@@ -21,8 +21,8 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use image::RgbImage;
 use image::imageops::{FilterType, resize};
+use sightline_evals::face::{Counts, LabelledImage, landmark_nme, match_detections, parse_dlib_xml};
 use sightline_face::engine::{EngineConfig, FaceEngine, Gender};
-use sightline_face::eval::{Counts, LabelledImage, landmark_nme, match_detections, parse_dlib_xml};
 use sightline_face::geometry::BoxF;
 use sightline_face::persons::{PersonConfig, adjusted_rand_index, cluster, cosine};
 

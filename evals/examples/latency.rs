@@ -4,7 +4,7 @@
 //! outputs out.
 //!
 //!   eval "$(models/fetch.sh)"
-//!   cargo run -p sightline-inference --example latency [RUNS]
+//!   cargo run -p sightline-evals --example latency [RUNS]
 
 use std::time::Instant;
 
