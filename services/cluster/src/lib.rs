@@ -1,7 +1,7 @@
 //! Sightline's clustering library: density-peaks clustering (Rodriguez & Laio 2014) with an exact
 //! and a scaled implementation behind one interface ([`dpc::DensityPeaks`]), the decision-graph
 //! plot, the adjusted Rand index for evaluation, the point-set CSV format of `sightline cluster`,
-//! synthetic embeddings-like data for tests and benchmarks, and the cluster stage ([`stage`]).
+//! and the cluster stage ([`stage`]).
 //! Algorithm, parameters and measurements: `docs/clustering.md`.
 //!
 //! ```
@@ -21,4 +21,3 @@ pub mod dpc;
 pub mod points;
 pub mod stage;
 pub mod svg;
-pub mod synth;

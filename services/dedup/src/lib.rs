@@ -18,8 +18,6 @@
 //! [`ItemOutcome::Duplicate`]; originals go on. The decision is stored per item and is the
 //! annotation `dedup` (see [`Decision`]).
 
-pub mod groups;
-
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 

@@ -9,10 +9,8 @@
 //! - [`stage::FaceStage`]: the pipeline stage (annotations); [`gallery::PersonAssigner`]: persons
 //!   across the images of a job (a per-job gallery in storage under a lease).
 //! - [`output`]: the JSON shape shared by the stage and `sightline face`.
-//! - [`eval`]: the measurements of `docs/face.md` (dlib XML boxes, ARI).
 
 pub mod engine;
-pub mod eval;
 pub mod gallery;
 pub mod geometry;
 pub mod output;

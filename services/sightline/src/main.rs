@@ -1,20 +1,13 @@
-//! `sightline`: the producer and operator CLI, and the embedded single-process mode.
-
-mod annotate;
-mod cluster_cmd;
-mod dedup_cmd;
-mod dlq;
-mod face_cmd;
-mod jobs;
-mod models;
-mod ocr_cmd;
-mod output;
-mod search_cmd;
+//! `sightline`: the producer and operator CLI, and the embedded single-process mode. This is
+//! argument parsing and dispatch; the commands are the `sightline` library.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use sightline::embedded::{self, cluster, dedup, face, ocr, search};
+use sightline::remote::{self, dlq};
+use sightline::{jobs, models};
 use sightline_runtime::CommonArgs;
 
 /// Sightline: turn piles of raw images into searchable knowledge.
@@ -173,12 +166,12 @@ enum Command {
     /// Density-peaks clustering of a point set (CSV: feature columns, an optional final `label`
     /// column that is ignored). Writes OUT/assignments.csv (row,cluster,halo), the decision graph
     /// (OUT/decision_graph.csv and .svg) and OUT/summary.json.
-    Cluster(cluster_cmd::ClusterArgs),
+    Cluster(cluster::ClusterArgs),
     /// Search by photo in this process: embed (and OCR) a catalogue folder and a queries folder,
     /// index the catalogue, print each query's best catalogue items; with --logo, logo search
     /// (the catalogue is logo images, each query's brands from regions of the photo and its OCR
     /// text). Needs the models (`models/fetch.sh`).
-    Search(search_cmd::SearchArgs),
+    Search(search::SearchArgs),
     /// Check the models against their reference outputs.
     Models {
         #[command(subcommand)]
@@ -214,13 +207,11 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         sightline_runtime::telemetry::init_as("sightline");
     }
     match cli.command {
-        Command::Run { dir, out, route, json } => jobs::run_embedded(&dir, &out, "run", route, json).await,
+        Command::Run { dir, out, route, json } => embedded::run_embedded(&dir, &out, "run", route, json).await,
         Command::Annotate { collections, out, json } => {
-            jobs::run_embedded(&collections, &out, "annotate", jobs::default_route("annotate")?, json).await
+            embedded::run_embedded(&collections, &out, "annotate", jobs::default_route("annotate")?, json).await
         }
-        Command::Dedup { dir, out, max_distance, json } => {
-            dedup_cmd::run(&dir, &out, max_distance, json).await.map(|()| 0)
-        }
+        Command::Dedup { dir, out, max_distance, json } => dedup::run(&dir, &out, max_distance, json).await.map(|()| 0),
         Command::Submit {
             positional,
             collections,
@@ -249,8 +240,8 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                 None => jobs::default_route(&kind)?,
             };
             let source = match (dir.or(collections), s3_prefix, urls) {
-                (Some(d), _, _) => jobs::SubmitSource::Dir(d),
-                (_, Some(p), _) => jobs::SubmitSource::Prefix(p),
+                (Some(d), _, _) => remote::SubmitSource::Dir(d),
+                (_, Some(p), _) => remote::SubmitSource::Prefix(p),
                 (_, _, Some(f)) => {
                     let text = std::fs::read_to_string(&f).with_context(|| format!("read url list {}", f.display()))?;
                     let urls = text
@@ -259,19 +250,19 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                         .filter(|l| !l.is_empty() && !l.starts_with('#'))
                         .map(str::to_owned)
                         .collect();
-                    jobs::SubmitSource::Urls(urls, collection)
+                    remote::SubmitSource::Urls(urls, collection)
                 }
                 _ => anyhow::bail!("give a folder (or --collections), --s3-prefix or --urls"),
             };
-            jobs::submit(&cli.common, source, kind, route, wait, timeout_secs, out.as_deref(), options, json).await
+            remote::submit(&cli.common, source, kind, route, wait, timeout_secs, out.as_deref(), options, json).await
         }
-        Command::Status { job, json } => jobs::status(&cli.common, job, json).await,
-        Command::Results { job, json } => jobs::results(&cli.common, job, json).await,
+        Command::Status { job, json } => remote::status(&cli.common, job, json).await,
+        Command::Results { job, json } => remote::results(&cli.common, job, json).await,
         Command::Dlq { command } => dlq::run(&cli.common, command).await,
-        Command::Face { files, json, embeddings, face } => face_cmd::run(files, face, json, embeddings).await,
-        Command::Ocr { files, json, ocr } => ocr_cmd::run(files, ocr, json).await,
-        Command::Search(args) => search_cmd::run(args).await,
-        Command::Cluster(args) => tokio::task::spawn_blocking(move || cluster_cmd::run(args)).await?,
+        Command::Face { files, json, embeddings, face } => face::run(files, face, json, embeddings).await,
+        Command::Ocr { files, json, ocr } => ocr::run(files, ocr, json).await,
+        Command::Search(args) => search::run(args).await,
+        Command::Cluster(args) => tokio::task::spawn_blocking(move || cluster::run(args)).await?,
         Command::Models { command } => tokio::task::spawn_blocking(move || models::run(command)).await?,
     }
 }

@@ -2,21 +2,18 @@
 //! three collections) in the embedded mode (in-memory bus and coordination, local folder
 //! storage): one row per input file, every re-posted copy reported as a duplicate of its
 //! original, the report written, and the `product` label's precision and recall above floors
-//! measured on this sample (scored as `examples/annotate_eval` scores the dev data).
+//! measured on this sample (scored as `evals/examples/annotate_eval` scores the dev data).
 //!
 //! The pipeline runs the real models: `eval "$(models/fetch.sh)"` first (`tests/run.sh` does).
 //! Without `SIGHTLINE_MODELS` the test is skipped, unless the `models` feature is on, which
 //! makes missing models a failure.
-
-#[allow(dead_code)]
-#[path = "../examples/annotate_eval/score.rs"]
-mod score;
 
 mod common;
 
 use std::process::Command;
 
 use common::{models_available, repo};
+use sightline::report::score;
 
 /// Floors under what the pipeline measured on the sample: precision 92.3 % (24 of 26 groups
 /// called product), recall 100 % (docs/annotate.md). The sample's 14 groups a collection are

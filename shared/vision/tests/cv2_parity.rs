@@ -1,6 +1,6 @@
 //! Bit-for-bit parity of the re-implemented OpenCV / pyclipper operations with the real ones,
 //! on the seeded cases of `tests/fixtures/ocr/cv2.json` (written by
-//! `services/ocr/bench/make_cv2_fixture.py` with opencv-python-headless and pyclipper).
+//! `evals/ocr/make_cv2_fixture.py` with opencv-python-headless and pyclipper).
 
 use serde_json::Value;
 use sightline_vision::cv::{Bgr, perspective_transform, resize_linear, warp_perspective_cubic};

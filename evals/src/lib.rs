@@ -1,0 +1,29 @@
+//! Evaluation code shared by Sightline's evaluation and benchmark programs (`examples/`), kept
+//! out of the worker crates so that a worker links only what it runs.
+//!
+//! - [`face`]: the face measurements of `docs/face.md` (dlib XML boxes, detection matching,
+//!   landmark error), for the `face_eval` example.
+//! - [`synth`]: synthetic embeddings-like point sets, for the `dpc_bench` example.
+//! - [`read_csv`]: the simple CSV files of the data sets.
+//!
+//! The scripts beside the programs (`dedup/`, `ocr/`, `cluster/`, `face/`, `detect/`) are the
+//! Python references and their data, described in the docs that cite them.
+
+pub mod face;
+pub mod synth;
+
+use std::path::Path;
+
+use anyhow::Context;
+
+/// The rows of a simple CSV file (no quoting), header skipped, blank lines dropped, each row
+/// split on commas.
+pub fn read_csv(path: &Path) -> anyhow::Result<Vec<Vec<String>>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
+    Ok(text
+        .lines()
+        .skip(1)
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.trim_end_matches('\r').split(',').map(str::to_owned).collect())
+        .collect())
+}

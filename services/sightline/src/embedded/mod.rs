@@ -1,0 +1,98 @@
+//! The embedded commands: everything that runs the stages in this process, without the
+//! services (in-memory bus and coordination, local folder storage; the same stage code as the
+//! workers). `sightline run` and `sightline annotate` are here; the other commands each have a
+//! module.
+
+pub mod cluster;
+pub mod dedup;
+pub mod face;
+pub mod ocr;
+pub mod search;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use sightline_messages::{STAGES, Source};
+use sightline_runtime::embedded::Pipeline;
+use sightline_runtime::runner::submit_job;
+use sightline_runtime::{Backends, RunnerSettings, Stage, records};
+use uuid::Uuid;
+
+use crate::jobs::{annotate_outputs, spec, upload_dir, wait_with_bar, write_outputs};
+use crate::report;
+
+/// The model store and ONNX Runtime every model stage of this process shares, after checking
+/// that `models` are there and intact (an error naming the file and `models/fetch.sh` if not).
+fn model_store(models: &[&str]) -> anyhow::Result<Arc<sightline_inference::ModelStore>> {
+    static STORE: std::sync::OnceLock<Arc<sightline_inference::ModelStore>> = std::sync::OnceLock::new();
+    let store = match STORE.get() {
+        Some(s) => s.clone(),
+        None => {
+            let s = Arc::new(sightline_inference::ModelStore::from_env().context("read the model manifest")?);
+            STORE.get_or_init(|| s).clone()
+        }
+    };
+    store.verify(models).context("models missing or corrupt (run models/fetch.sh)")?;
+    sightline_inference::Runtime::init_from_env(store.root()).context("load ONNX Runtime (run models/fetch.sh)")?;
+    Ok(store)
+}
+
+/// The stages this build implements, by name.
+fn stage_for(name: &str) -> anyhow::Result<Arc<dyn Stage>> {
+    match name {
+        "ingest" => Ok(Arc::new(sightline_ingest::Ingest::new(Default::default())?)),
+        "dedup" => Ok(Arc::new(sightline_dedup::Dedup::new(Default::default())?)),
+        "detect" => {
+            Ok(Arc::new(sightline_detect::Detect::new(Default::default(), model_store(&sightline_detect::MODELS)?)))
+        }
+        "embed" => {
+            Ok(Arc::new(sightline_embed::Embed::new(Default::default(), model_store(&sightline_embed::MODELS)?)))
+        }
+        "face" => Ok(Arc::new(sightline_face::FaceStage::from_store(
+            &Default::default(),
+            model_store(&sightline_face::engine::MODELS)?,
+        ))),
+        "cluster" => Ok(Arc::new(sightline_cluster::stage::ClusterStage::new(Default::default()))),
+        "index" => Ok(Arc::new(sightline_index::IndexStage::default())),
+        "ocr" => Ok(Arc::new(sightline_ocr::Ocr::new(&Default::default(), model_store(&sightline_ocr::MODELS)?))),
+        other if STAGES.contains(&other) => bail!("stage {other:?} is not available in this build yet"),
+        other => bail!("unknown stage {other:?}"),
+    }
+}
+
+/// `sightline run`: the embedded mode over a folder.
+pub async fn run_embedded(dir: &Path, out: &Path, kind: &str, route: Vec<String>, json: bool) -> anyhow::Result<i32> {
+    let job = Uuid::new_v4();
+    let spec = spec(kind.into(), route.clone(), Source::S3Prefix { prefix: format!("uploads/{job}/") }, job)?;
+    let stages = route.iter().map(|s| stage_for(s)).collect::<anyhow::Result<Vec<_>>>()?;
+    let storage = out.join("storage");
+    let backends = Backends::embedded(&storage).context("open local storage")?;
+    let started = std::time::Instant::now();
+    let uploaded = upload_dir(backends.blob.clone(), dir, &format!("uploads/{job}/"), kind == "annotate").await?;
+    let settings = RunnerSettings { retry_base_ms: 50, retry_max_ms: 500, ..RunnerSettings::default() };
+    let pipeline = Pipeline::start(backends.clone(), stages, settings);
+    submit_job(backends.bus.as_ref(), &spec).await.context("submit job")?;
+    let status = wait_with_bar(backends.coord.as_ref(), job, None).await?.context("job vanished")?;
+    pipeline.stop().await;
+    let elapsed = started.elapsed();
+    let records = records::read_records(backends.blob.as_ref(), job).await.context("read records")?;
+    write_outputs(out, &records)?;
+    if route.iter().any(|s| s == "cluster") {
+        annotate_outputs(out, backends.blob.as_ref(), job, &records).await?;
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&records)?);
+    } else {
+        report::print_records(&records);
+        eprintln!(
+            "{} files, {} in {:.1}s ({:.1} images/s); records in {}",
+            uploaded,
+            report::outcomes_line(&status),
+            elapsed.as_secs_f64(),
+            uploaded as f64 / elapsed.as_secs_f64().max(1e-9),
+            out.display()
+        );
+    }
+    Ok(0)
+}

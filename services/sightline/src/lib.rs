@@ -1,0 +1,20 @@
+//! `sightline`: the producer and operator CLI, and the embedded single-process mode, as a
+//! library (the `sightline` binary is `main.rs`: argument parsing and dispatch only).
+//!
+//! - [`embedded`]: the commands that run the stages in this process (`run`, `annotate`,
+//!   `dedup`, `face`, `ocr`, `search`, `cluster`);
+//! - [`remote`]: the commands that talk to the services (`submit`, `status`, `results`, `dlq`);
+//! - [`jobs`]: what a job needs in both modes (spec, route, upload, waiting, record outputs);
+//! - [`report`]: human-readable output, CSV quoting, the annotation outputs and their scoring;
+//! - [`walk`]: the one folder walker;
+//! - [`models`]: `sightline models verify`.
+//!
+//! The evaluation programs (`evals/`) use this library too, so that they measure the code the
+//! commands run.
+
+pub mod embedded;
+pub mod jobs;
+pub mod models;
+pub mod remote;
+pub mod report;
+pub mod walk;

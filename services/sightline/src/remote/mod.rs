@@ -1,0 +1,123 @@
+//! The remote commands: `submit`, `status` and `results` against the services (RabbitMQ,
+//! Redis, S3), and [`dlq`] for the dead letters.
+
+pub mod dlq;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use sightline_messages::Source;
+use sightline_runtime::runner::submit_job;
+use sightline_runtime::{Backends, CommonArgs, records};
+use uuid::Uuid;
+
+use crate::jobs::{annotate_outputs, spec, upload_dir, wait_with_bar, write_outputs};
+use crate::report;
+
+/// Where a submitted job's images come from.
+pub enum SubmitSource {
+    /// Upload this folder.
+    Dir(PathBuf),
+    /// Objects already in the bucket.
+    Prefix(String),
+    /// URLs, in one collection.
+    Urls(Vec<String>, String),
+}
+
+/// `sightline submit`.
+#[allow(clippy::too_many_arguments)]
+pub async fn submit(
+    common: &CommonArgs,
+    source: SubmitSource,
+    kind: String,
+    route: Vec<String>,
+    wait: bool,
+    timeout_secs: u64,
+    out: Option<&Path>,
+    options: Vec<(String, String)>,
+    json: bool,
+) -> anyhow::Result<i32> {
+    let backends = Backends::distributed(common, "sightline-cli").await.context("connect to the services")?;
+    let job = Uuid::new_v4();
+    let source = match source {
+        SubmitSource::Dir(dir) => {
+            let prefix = format!("uploads/{job}/");
+            let n = upload_dir(backends.blob.clone(), &dir, &prefix, kind == "annotate").await?;
+            if !json {
+                eprintln!("uploaded {n} files to {prefix}");
+            }
+            Source::S3Prefix { prefix }
+        }
+        SubmitSource::Prefix(prefix) => Source::S3Prefix { prefix },
+        SubmitSource::Urls(urls, collection) => Source::Urls { urls, collection },
+    };
+    let mut spec = spec(kind, route.clone(), source, job)?;
+    spec.options.extend(options);
+    submit_job(backends.bus.as_ref(), &spec).await.context("publish job")?;
+    if !wait {
+        if json {
+            println!("{}", serde_json::json!({ "job": job }));
+        } else {
+            println!("{job}");
+        }
+        return Ok(0);
+    }
+    if !json {
+        eprintln!("job {job} submitted, waiting");
+    }
+    match wait_with_bar(backends.coord.as_ref(), job, Some(Duration::from_secs(timeout_secs))).await? {
+        Some(status) => {
+            if let Some(out) = out {
+                let records = records::read_records(backends.blob.as_ref(), job).await.context("read records")?;
+                write_outputs(out, &records)?;
+                if route.iter().any(|s| s == "cluster") {
+                    annotate_outputs(out, backends.blob.as_ref(), job, &records).await?;
+                }
+            }
+            if json {
+                println!("{}", serde_json::json!({ "job": job, "status": status }));
+            } else {
+                println!("{job}");
+                eprintln!("{}", report::status_line(&status));
+            }
+            Ok(0)
+        }
+        None => {
+            eprintln!("job {job} not finished after {timeout_secs}s; `sightline status {job}` to check later");
+            Ok(3)
+        }
+    }
+}
+
+/// `sightline status JOB`.
+pub async fn status(common: &CommonArgs, job: Uuid, json: bool) -> anyhow::Result<i32> {
+    let coord = sightline_coord::RedisCoord::connect(&common.redis_url).await.context("connect to redis")?;
+    let Some(status) = sightline_coord::Coord::job_status(&coord, &job.to_string()).await? else {
+        bail!("no job {job} (unknown, not started yet, or expired)");
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "complete": status.is_complete(), "status": status }))?
+        );
+    } else {
+        println!("{}", report::status_line(&status));
+        for (c, (done, total)) in &status.collections {
+            println!("  {c}: {done}/{total}");
+        }
+    }
+    Ok(0)
+}
+
+/// `sightline results JOB`.
+pub async fn results(common: &CommonArgs, job: Uuid, json: bool) -> anyhow::Result<i32> {
+    let backends = Backends::distributed(common, "sightline-cli").await.context("connect to the services")?;
+    let records = records::read_records(backends.blob.as_ref(), job).await.context("read records")?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&records)?);
+    } else {
+        report::print_records(&records);
+    }
+    Ok(0)
+}
