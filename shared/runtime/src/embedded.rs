@@ -2,16 +2,18 @@
 //! in-memory coordination, running the same stage code as the workers.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use sightline_coord::JobStatus;
+use sightline_messages::{ItemRecord, JobSpec, Source};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::metrics::Metrics;
-use crate::runner::Runner;
-use crate::{Backends, RunnerSettings, Stage};
+use crate::runner::{Runner, submit_job};
+use crate::{Backends, RunnerSettings, Stage, records};
 
 /// Runners for a set of stages sharing one set of backends.
 pub struct Pipeline {
@@ -81,5 +83,107 @@ pub async fn wait_for_job(
             return Ok(None);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Why an embedded job could not run to its end.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// Inputs were given for a job whose source is not a storage prefix.
+    #[error("inputs can only be uploaded for a job whose source is a storage prefix")]
+    NotAPrefix,
+    /// An input could not be stored.
+    #[error("upload {name}: {source}")]
+    Upload {
+        /// The input's name.
+        name: String,
+        /// What storage said.
+        source: sightline_blob::BlobError,
+    },
+    /// The job could not be published.
+    #[error("submit job: {0}")]
+    Submit(#[from] sightline_bus::BusError),
+    /// Progress could not be read.
+    #[error("wait for job: {0}")]
+    Wait(#[from] sightline_coord::CoordError),
+    /// The job's progress disappeared before it completed.
+    #[error("job {0} vanished before it completed")]
+    Vanished(Uuid),
+    /// The records could not be read back.
+    #[error("read records: {0}")]
+    Records(#[source] sightline_blob::BlobError),
+}
+
+/// What an embedded job did: its final status and every image's record, in item order.
+#[derive(Debug, Clone)]
+pub struct JobRun {
+    /// The job's final progress.
+    pub status: JobStatus,
+    /// One record per image, in item order.
+    pub records: Vec<ItemRecord>,
+    /// From the submission to the last record.
+    pub elapsed: Duration,
+}
+
+/// Runner settings for the embedded mode: the same runner, with retries measured in
+/// milliseconds rather than seconds (nothing to wait out in one process).
+pub fn embedded_settings() -> RunnerSettings {
+    RunnerSettings { retry_base_ms: 50, retry_max_ms: 500, ..RunnerSettings::default() }
+}
+
+/// Runs one job in this process, the way every embedded command and test does: stores
+/// `inputs` (relative name, bytes) under the job's source prefix, starts a runner per stage,
+/// submits `spec`, waits for the job (calling `progress` on every change), stops the runners
+/// and reads the records back. Inputs may be empty when the caller stored them already.
+pub async fn run_job(
+    backends: &Backends,
+    stages: Vec<Arc<dyn Stage>>,
+    inputs: Vec<(String, Bytes)>,
+    spec: &JobSpec,
+    progress: impl FnMut(&JobStatus),
+) -> Result<JobRun, JobError> {
+    if !inputs.is_empty() {
+        let Source::S3Prefix { prefix } = &spec.source else {
+            return Err(JobError::NotAPrefix);
+        };
+        for (name, bytes) in inputs {
+            let key = format!("{prefix}{name}");
+            backends.blob.put(&key, bytes).await.map_err(|source| JobError::Upload { name, source })?;
+        }
+    }
+    let started = Instant::now();
+    let pipeline = Pipeline::start(backends.clone(), stages, embedded_settings());
+    let waited = async {
+        submit_job(backends.bus.as_ref(), spec).await?;
+        pipeline.wait(spec.job_id, progress).await?.ok_or(JobError::Vanished(spec.job_id))
+    }
+    .await;
+    pipeline.stop().await;
+    let status = waited?;
+    let elapsed = started.elapsed();
+    let records = records::read_records(backends.blob.as_ref(), spec.job_id).await.map_err(JobError::Records)?;
+    Ok(JobRun { status, records, elapsed })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn inputs_need_a_prefix_source() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let backends = Backends::embedded(dir.path()).expect("backends");
+        let spec = JobSpec {
+            job_id: Uuid::new_v4(),
+            kind: "ingest".into(),
+            route: vec!["ingest".into()],
+            source: Source::Urls { urls: vec![], collection: "c".into() },
+            options: Default::default(),
+            submitted_at_ms: 0,
+        };
+        let inputs = vec![("c/a.jpg".to_owned(), Bytes::from_static(b"x"))];
+        let err = run_job(&backends, vec![], inputs, &spec, |_| {}).await.expect_err("refused");
+        assert!(matches!(err, JobError::NotAPrefix), "{err}");
+        assert!(backends.blob.list("").await.expect("list").is_empty(), "nothing stored");
     }
 }
