@@ -14,7 +14,7 @@ use sightline_messages::annotations::{
     SaliencyStats, SearchMatch, SearchOut, TextLine, TextLines,
 };
 use sightline_messages::options::{self, JobOptions};
-use sightline_messages::{AnnotationError, Body, ImageTask};
+use sightline_messages::{AnnotationError, Body, ImageTask, KIND_IMAGE};
 use uuid::Uuid;
 
 fn detect() -> DetectOut {
@@ -147,23 +147,16 @@ fn job_options() -> JobOptions {
     ]))
 }
 
-/// Every annotation of the example task, written through the typed accessors.
+/// Every annotation written through the typed accessors onto the envelope's example task
+/// (`tests/golden/image.task.msgpack`), on the search route.
 fn annotated() -> ImageTask {
-    let mut t = ImageTask {
-        job_id: Uuid::from_u128(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef),
-        item: 7,
-        collection: "shoes".to_owned(),
-        name: "shoes/a.jpg".to_owned(),
-        key: "images/sha256/ab".to_owned(),
-        sha256: "ab".to_owned(),
-        format: "jpeg".to_owned(),
-        width: 320,
-        height: 240,
-        size: 12345,
-        route: options::default_route(options::JOB_SEARCH).expect("route"),
-        hop: 4,
-        annotations: Annotations::new(),
-    };
+    let bytes = std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/image.task.msgpack"))
+        .expect("the image.task fixture");
+    let Body::Image(mut t) = Body::decode(KIND_IMAGE, 1, &bytes).expect("decode") else { panic!("not an image task") };
+    (t.width, t.height) = (320, 240);
+    t.route = options::default_route(options::JOB_SEARCH).expect("route");
+    t.hop = 4;
+    t.annotations = Annotations::new();
     t.set_annotation(&job_options()).expect("options");
     t.set_annotation(&detect()).expect("detect");
     t.set_annotation(&embed()).expect("embed");
