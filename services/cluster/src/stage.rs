@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use sightline_blob::key_segment;
+use sightline_messages::annotations::EmbedOut;
 use sightline_messages::{Body, CollectionReady, ImageTask, ItemOutcome, KIND_COLLECTION_READY, KIND_IMAGE};
 use sightline_runtime::fanin::{self, FAN_IN_STAGE};
 use sightline_runtime::{Ctx, Effect, Input, Stage, StageError};
@@ -53,18 +54,8 @@ impl Default for LabelRule {
     }
 }
 
-/// One image's outcome at the cluster stage.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Label {
-    /// Cluster id (by decreasing γ).
-    pub cluster: u32,
-    /// In its cluster's halo.
-    pub halo: bool,
-    /// `product` or `noise`.
-    pub label: String,
-    /// Why, for noise.
-    pub reason: Option<String>,
-}
+/// One image's outcome at the cluster stage: the `cluster` annotation of the message contract.
+pub use sightline_messages::annotations::ClusterOut as Label;
 
 /// Labels every point of `clustering` by `rule`.
 pub fn label(clustering: &Clustering, rule: &LabelRule) -> Vec<Label> {
@@ -232,25 +223,26 @@ impl ClusterStage {
         ctx.blob.put(&decision_key(ready.job_id, &ready.collection), Bytes::from(json)).await?;
         let products = labels.iter().filter(|l| l.label == "product").count();
         info!(job = %ready.job_id, collection = %ready.collection, images = n, products, "collection clustered");
-        Ok(tasks
+        tasks
             .into_iter()
             .zip(labels)
             .map(|(mut task, l)| {
-                let value = serde_json::to_value(&l).unwrap_or_default();
-                task.annotations.insert(NAME.to_owned(), value);
-                match l.reason {
+                task.set_annotation(&l).map_err(|e| StageError::permanent(e.to_string()))?;
+                Ok(match l.reason {
                     Some(reason) => Effect::leave(&task, ItemOutcome::Filtered, NAME, Some(reason)),
                     None => Effect::forward(task, NAME),
-                }
+                })
             })
-            .collect())
+            .collect()
     }
 }
 
 async fn load_embedding(ctx: &Ctx, task: &ImageTask) -> Result<Vec<f32>, StageError> {
-    let key = task.annotations.get("embed").and_then(|e| e.get("key")).and_then(|k| k.as_str()).ok_or_else(|| {
+    let embed = task.annotation::<EmbedOut>().map_err(|e| StageError::permanent(format!("{}: {e}", task.name)))?;
+    let key = embed.map(|e| e.key).ok_or_else(|| {
         StageError::permanent(format!("{}: no embedding (is embed on the route before cluster?)", task.name))
     })?;
+    let key = key.as_str();
     let bytes = ctx.blob.get(key).await?;
     sightline_messages::vector::decode(&bytes)
         .ok_or_else(|| StageError::permanent(format!("embedding {key}: {} bytes is not a f32 vector", bytes.len())))

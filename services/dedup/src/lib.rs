@@ -27,6 +27,8 @@ use sha2::{Digest, Sha256};
 use sightline_coord::near::MAX_NEAR_DISTANCE;
 use sightline_imaging::Limits;
 use sightline_imaging::phash::{Fingerprint, fingerprint};
+use sightline_messages::annotations::DedupOut;
+use sightline_messages::options::JobOptions;
 use sightline_messages::{ImageTask, ItemOutcome};
 use sightline_runtime::{Ctx, Effect, ImageStage, StageError};
 use tracing::debug;
@@ -43,8 +45,8 @@ pub const NAME: &str = "dedup";
 pub const DEFAULT_MAX_DISTANCE: u32 = 4;
 
 /// The job option naming a scope shared by several jobs (images are still compared only
-/// within their collection). Read from `task.annotations["options"]["dedup.scope"]`.
-pub const SCOPE_OPTION: &str = "dedup.scope";
+/// within their collection).
+pub use sightline_messages::options::DEDUP_SCOPE as SCOPE_OPTION;
 
 /// What images are compared against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -122,27 +124,7 @@ impl Default for DedupConfig {
     }
 }
 
-/// What made a duplicate a duplicate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Kind {
-    /// The same bytes, or the same decoded pixels.
-    Exact,
-    /// Perceptual hashes within the distance.
-    Near,
-}
-
-/// The evidence behind a duplicate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Evidence {
-    /// Identical files.
-    Bytes,
-    /// Identical decoded pixels (e.g. PNG and lossless WebP).
-    Pixels,
-    /// Perceptual hashes within the distance.
-    Phash,
-}
+pub use sightline_messages::annotations::{DuplicateKind as Kind, Evidence};
 
 /// One image, as claims and the index record it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -175,10 +157,9 @@ impl ItemRef {
     }
 }
 
-/// The dedup decision about one image; its JSON form is the `dedup` annotation (with `of_job`
-/// left out when the original is in the same job):
-/// `{"status":"unique","phash":"…"}` or
-/// `{"status":"duplicate","of":"name","of_item":3,"kind":"exact"|"near","distance":0,"evidence":"bytes"|"pixels"|"phash","phash":"…"}`.
+/// The dedup decision about one image, as stored for later claims (`of_job` always set); on
+/// the task it becomes the `dedup` annotation, [`DedupOut`] (with `of_job` left out when the
+/// original is in the same job).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum Decision {
@@ -208,26 +189,29 @@ pub enum Decision {
 
 impl Decision {
     /// The annotation stored on the task for `job` (`of_job` only when it differs).
-    pub fn annotation(&self, job: Uuid) -> serde_json::Value {
-        let mut v = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
-        if let (Decision::Duplicate { of_job, .. }, Some(obj)) = (self, v.as_object_mut())
-            && *of_job == job
-        {
-            obj.remove("of_job");
+    pub fn annotation(&self, job: Uuid) -> DedupOut {
+        match self.clone() {
+            Decision::Unique { phash } => DedupOut::Unique { phash },
+            Decision::Duplicate { of, of_item, of_job, kind, distance, evidence, phash } => DedupOut::Duplicate {
+                of,
+                of_item,
+                of_job: (of_job != job).then_some(of_job),
+                kind,
+                distance,
+                evidence,
+                phash,
+            },
         }
-        v
     }
 
     /// Reads a decision back from its annotation (`of_job` defaults to `job`).
-    pub fn from_annotation(value: &serde_json::Value, job: Uuid) -> Option<Self> {
-        let mut v = value.clone();
-        if let Some(obj) = v.as_object_mut()
-            && obj.get("status").and_then(|s| s.as_str()) == Some("duplicate")
-            && !obj.contains_key("of_job")
-        {
-            obj.insert("of_job".into(), serde_json::Value::String(job.to_string()));
+    pub fn from_annotation(out: &DedupOut, job: Uuid) -> Self {
+        match out.clone() {
+            DedupOut::Unique { phash } => Decision::Unique { phash },
+            DedupOut::Duplicate { of, of_item, of_job, kind, distance, evidence, phash } => {
+                Decision::Duplicate { of, of_item, of_job: of_job.unwrap_or(job), kind, distance, evidence, phash }
+            }
         }
-        serde_json::from_value(v).ok()
     }
 
     /// The reason recorded when a duplicate leaves the route.
@@ -308,12 +292,8 @@ impl Dedup {
     /// `annotations["options"]`), else the configured mode; always per collection. Hashed so
     /// any name is a safe key.
     pub fn scope_of(&self, task: &ImageTask) -> String {
-        let named = task
-            .annotations
-            .get("options")
-            .and_then(|o| o.get(SCOPE_OPTION))
-            .and_then(|s| s.as_str())
-            .filter(|s| !s.is_empty());
+        let options = JobOptions::of(task);
+        let named = options.dedup_scope();
         let scope = match (named, self.config.scope) {
             (Some(name), _) => format!("named\u{1f}{name}\u{1f}{}", task.collection),
             (None, ScopeMode::Job) => format!("job\u{1f}{}\u{1f}{}", task.job_id, task.collection),
@@ -467,12 +447,12 @@ fn parse_decision(s: &str) -> Result<Decision, StageError> {
 }
 
 /// What a decision does to its task: originals go on, duplicates leave the route.
-pub fn effect_for(mut task: ImageTask, decision: &Decision) -> Effect {
-    task.annotations.insert(NAME.to_owned(), decision.annotation(task.job_id));
-    match decision {
+pub fn effect_for(mut task: ImageTask, decision: &Decision) -> Result<Effect, StageError> {
+    task.set_annotation(&decision.annotation(task.job_id)).map_err(|e| StageError::permanent(e.to_string()))?;
+    Ok(match decision {
         Decision::Unique { .. } => Effect::forward(task, NAME),
         Decision::Duplicate { .. } => Effect::leave(&task, ItemOutcome::Duplicate, NAME, decision.reason()),
-    }
+    })
 }
 
 #[async_trait]
@@ -481,7 +461,7 @@ impl ImageStage for Dedup {
 
     async fn handle_image(&self, ctx: &Ctx, task: ImageTask) -> Result<Vec<Effect>, StageError> {
         let decision = self.decide(ctx, &task).await?;
-        Ok(vec![effect_for(task, &decision)])
+        Ok(vec![effect_for(task, &decision)?])
     }
 }
 
@@ -533,7 +513,8 @@ mod tests {
             Dedup::new(DedupConfig { scope: ScopeMode::Collection, ..DedupConfig::default() }).expect("config");
         assert_eq!(shared.scope_of(&a), shared.scope_of(&other_job));
         let named = |mut t: ImageTask| {
-            t.annotations.insert("options".into(), serde_json::json!({ "dedup.scope": "crawl-2024" }));
+            let options = BTreeMap::from([(SCOPE_OPTION.to_owned(), "crawl-2024".to_owned())]);
+            t.set_annotation(&JobOptions(options)).expect("options");
             t
         };
         assert_eq!(d.scope_of(&named(a.clone())), d.scope_of(&named(other_job)), "a named scope spans jobs");
@@ -552,14 +533,16 @@ mod tests {
             evidence: Evidence::Phash,
             phash: "00ff".into(),
         };
-        let v = d.annotation(job);
+        let out = d.annotation(job);
+        let v = serde_json::to_value(&out).expect("json");
         assert_eq!(v["status"], "duplicate");
         assert_eq!(v["kind"], "near");
         assert!(v.get("of_job").is_none());
-        assert_eq!(Decision::from_annotation(&v, job), Some(d.clone()));
-        assert_eq!(d.annotation(Uuid::nil())["of_job"], job.to_string());
+        assert_eq!(Decision::from_annotation(&out, job), d);
+        assert_eq!(serde_json::to_value(d.annotation(Uuid::nil())).expect("json")["of_job"], job.to_string());
         let u = Decision::Unique { phash: "01".into() };
-        assert_eq!(u.annotation(job), serde_json::json!({ "status": "unique", "phash": "01" }));
+        let v = serde_json::to_value(u.annotation(job)).expect("json");
+        assert_eq!(v, serde_json::json!({ "status": "unique", "phash": "01" }));
     }
 
     #[test]

@@ -137,18 +137,7 @@ impl Default for Thresholds {
     }
 }
 
-/// One noise flag.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Flag {
-    /// `faces` or `text`.
-    pub flag: String,
-    /// The measured value the threshold applies to.
-    pub score: f32,
-    /// The threshold.
-    pub threshold: f32,
-    /// Why, in words.
-    pub reason: String,
-}
+pub use sightline_messages::annotations::Flag;
 
 /// The noise flags that fire for `faces` (confirmed count and covered share) and `text`.
 pub fn flags(t: &Thresholds, face_count: usize, face_fraction: f32, text: &TextSummary) -> Vec<Flag> {

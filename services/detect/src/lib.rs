@@ -17,15 +17,15 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use image::RgbImage;
-use serde::Serialize;
 use sightline_imaging::Limits;
 use sightline_inference::{InferenceError, ModelStore, Models};
-use sightline_messages::options::{LogoMode, logo_mode};
+use sightline_messages::annotations::DetectOut;
+use sightline_messages::options::{LogoMode, applies_noise_filter, logo_mode};
 use sightline_messages::{ImageTask, ItemOutcome};
 use sightline_runtime::{Ctx, Effect, ImageStage, StageError};
 use tracing::debug;
 
-use crate::analysis::{CropParams, Flag, NormBox, SaliencySummary, TextParams, TextSummary, Thresholds};
+use crate::analysis::{CropParams, NormBox, SaliencySummary, TextParams, TextSummary, Thresholds};
 use crate::models::{DetectModels, Face, ModelConfig, Timings};
 
 pub use crate::models::MODELS;
@@ -34,7 +34,12 @@ pub use crate::models::MODELS;
 pub const NAME: &str = "detect";
 
 /// Version of the `annotations.detect` layout (additive changes keep it).
-pub const ANNOTATION_VERSION: u32 = 1;
+pub const ANNOTATION_VERSION: u32 = DetectOut::VERSION;
+
+/// Everything detect found about one image: the value of `annotations.detect`, typed in the
+/// message contract.
+pub type Detection = DetectOut;
+pub use sightline_messages::annotations::{ClassScore, FaceBox, FaceSummary, SaliencyStats, TextLines};
 
 /// Detect options (flags with environment variables).
 #[derive(Debug, Clone, clap::Args)]
@@ -140,88 +145,8 @@ impl DetectError {
     }
 }
 
-/// A confirmed or rejected face candidate, in source pixels.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct FaceBox {
-    /// `[x, y, w, h]` in source pixels.
-    pub bbox: [u32; 4],
-    /// Detector score.
-    pub score: f32,
-    /// MTCNN output-net probability.
-    pub confirm: f32,
-}
-
-/// Faces found.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct FaceSummary {
-    /// Confirmed faces.
-    pub count: usize,
-    /// Share of the image the confirmed faces cover.
-    pub fraction: f32,
-    /// Candidates above the detector threshold (confirmed or not), at most 10, best first.
-    pub boxes: Vec<FaceBox>,
-}
-
-/// One ImageNet class.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ClassScore {
-    /// Class index (0..1000).
-    pub class: usize,
-    /// Its name.
-    pub label: String,
-    /// Softmax probability.
-    pub p: f32,
-}
-
-/// Everything detect found about one image: the value of `annotations.detect`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Detection {
-    /// Layout version.
-    pub version: u32,
-    /// open-nsfw probability (content moderation), every image.
-    pub nsfw: f32,
-    /// The main-subject box `[x, y, w, h]` in source pixels (the whole image when none).
-    pub crop: [u32; 4],
-    /// Whether `crop` is the whole image.
-    pub crop_full: bool,
-    /// Faces.
-    pub faces: FaceSummary,
-    /// Text lines.
-    pub text: TextLines,
-    /// Top ImageNet classes of the whole image.
-    pub imagenet: Vec<ClassScore>,
-    /// Saliency: the salient region's share of the image and how diffuse the map is.
-    pub saliency: SaliencyStats,
-    /// Noise flags that fired.
-    pub flags: Vec<Flag>,
-    /// Why the image left the route (`None`: it goes on).
-    pub filtered: Option<String>,
-}
-
-/// Text lines (the value of `annotations.detect.text`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct TextLines {
-    /// Share of the image the lines' unclipped boxes cover (overlaps counted once).
-    pub fraction: f32,
-    /// Number of text lines.
-    pub lines: u32,
-    /// The lines' unclipped boxes `[x, y, w, h]` in source pixels, at most [`MAX_TEXT_BOXES`],
-    /// the largest first (coarse: the detector sees the image at `DETECT_TEXT_SIDE`). Logo
-    /// search embeds regions around them (docs/logos.md).
-    pub boxes: Vec<[u32; 4]>,
-}
-
 /// At most this many text-line boxes are recorded per image.
 pub const MAX_TEXT_BOXES: usize = 20;
-
-/// Saliency statistics.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct SaliencyStats {
-    /// The salient region's box, as a share of the image.
-    pub area: f32,
-    /// Mean over max of the map (low: one clear subject).
-    pub spread: f32,
-}
 
 /// The models plus the settings: analyses one image.
 #[derive(Debug)]
@@ -309,6 +234,7 @@ impl Analyzer {
             saliency: SaliencyStats { area: saliency.salient_area, spread: saliency.spread },
             flags,
             filtered,
+            regions: None,
         }
     }
 }
@@ -356,24 +282,19 @@ impl ImageStage for Detect {
             timings = ?timings,
             "analysed"
         );
-        let mut value = serde_json::to_value(&detection).map_err(|e| StageError::permanent(format!("encode: {e}")))?;
-        let logo = logo_mode(&task);
-        if logo == Some(LogoMode::Query) {
+        let mut detection = detection;
+        if logo_mode(&task) == Some(LogoMode::Query) {
             // A logo search embeds these regions of the photo (embed stage; docs/logos.md).
-            let regions =
-                regions::regions_from_detect(&value, task.width, task.height, &regions::RegionParams::default());
-            value["regions"] =
-                serde_json::to_value(regions).map_err(|e| StageError::permanent(format!("encode: {e}")))?;
+            let p = regions::RegionParams::default();
+            detection.regions = Some(regions::regions_of(&detection, task.width, task.height, &p));
         }
-        // Logo searches are not filtered: a logo image, or a close-up of one, is mostly text.
-        let filtered = match detection.filtered {
-            Some(_) if logo.is_some() => {
-                value["filtered"] = serde_json::Value::Null;
-                None
-            }
-            other => other,
-        };
-        task.annotations.insert(NAME.to_owned(), value);
+        // What a user adds to a catalogue or searches with is never noise (the job kind's
+        // decision, sightline_messages::options); the flags stay recorded.
+        if !applies_noise_filter(&task) {
+            detection.filtered = None;
+        }
+        let filtered = detection.filtered.clone();
+        task.set_annotation(&detection).map_err(|e| StageError::permanent(e.to_string()))?;
         match filtered {
             Some(reason) => Ok(vec![Effect::leave(&task, ItemOutcome::Filtered, NAME, Some(reason))]),
             None => Ok(vec![Effect::forward(task, NAME)]),

@@ -6,32 +6,10 @@
 //! on two or three lines, "GOD / MOR / GON"). The detect stage records them as
 //! `annotations.detect.regions` on a logo-search query; the embed stage embeds each.
 
-use serde::Serialize;
+use serde::Deserialize;
 use serde_json::Value;
-
-/// Where a candidate region came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum RegionKind {
-    /// The whole image.
-    Whole,
-    /// detect's main-subject box.
-    Crop,
-    /// One text line, grown by the margin.
-    Text,
-    /// The union of a group of stacked text lines, grown by the margin.
-    TextGroup,
-}
-
-/// A candidate region of a query photo.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Region {
-    /// `[x, y, w, h]` in source pixels, inside the image.
-    #[serde(rename = "box")]
-    pub bbox: [u32; 4],
-    /// Where it came from.
-    pub kind: RegionKind,
-}
+use sightline_messages::annotations::DetectOut;
+pub use sightline_messages::annotations::{Region, RegionKind};
 
 /// Which regions [`regions_from_detect`] proposes.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -62,11 +40,10 @@ impl Default for RegionParams {
     }
 }
 
-/// The candidate regions of a `width` × `height` image from its detect annotation (the value
-/// of `annotations.detect`: `crop`, `crop_full`, `text.boxes`). Missing or malformed fields
-/// propose nothing; boxes are clamped to the image; near-duplicates (IoU ≥ 0.9) are proposed
-/// once, the first kept (order: whole, crop, lines largest first, groups).
-pub fn regions_from_detect(detect: &Value, width: u32, height: u32, p: &RegionParams) -> Vec<Region> {
+/// The candidate regions of a `width` × `height` image from what detect found in it (`crop`,
+/// `crop_full`, `text.boxes`). Boxes are clamped to the image; near-duplicates (IoU ≥ 0.9) are
+/// proposed once, the first kept (order: whole, crop, lines largest first, groups).
+pub fn regions_of(detect: &DetectOut, width: u32, height: u32, p: &RegionParams) -> Vec<Region> {
     let mut out: Vec<Region> = Vec::new();
     if width == 0 || height == 0 {
         return out;
@@ -83,15 +60,11 @@ pub fn regions_from_detect(detect: &Value, width: u32, height: u32, p: &RegionPa
     if p.whole {
         push(Some([0, 0, width, height]), RegionKind::Whole);
     }
-    if p.crop && detect.get("crop_full").and_then(Value::as_bool) != Some(true) {
-        push(detect.get("crop").and_then(pixel_box).and_then(|b| clamp(b, width, height)), RegionKind::Crop);
+    if p.crop && !detect.crop_full {
+        push(clamp(detect.crop, width, height), RegionKind::Crop);
     }
     if p.text {
-        let lines: Vec<[u32; 4]> = detect
-            .pointer("/text/boxes")
-            .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(pixel_box).filter_map(|b| clamp(b, width, height)).collect())
-            .unwrap_or_default();
+        let lines: Vec<[u32; 4]> = detect.text.boxes.iter().filter_map(|&b| clamp(b, width, height)).collect();
         let lines = &lines[..lines.len().min(p.max_lines)];
         for &line in lines {
             push(grow(line, p.margin, width, height), RegionKind::Text);
@@ -103,11 +76,10 @@ pub fn regions_from_detect(detect: &Value, width: u32, height: u32, p: &RegionPa
     out
 }
 
-/// `[x, y, w, h]` from a JSON array of four non-negative integers.
-fn pixel_box(v: &Value) -> Option<[u32; 4]> {
-    let a = v.as_array()?;
-    let v: Vec<u32> = a.iter().filter_map(|x| x.as_u64().and_then(|n| u32::try_from(n).ok())).collect();
-    <[u32; 4]>::try_from(v).ok()
+/// [`regions_of`] a detect annotation held as JSON (evaluation caches); a value that is not a
+/// detect annotation proposes only the whole image.
+pub fn regions_from_detect(detect: &Value, width: u32, height: u32, p: &RegionParams) -> Vec<Region> {
+    regions_of(&DetectOut::deserialize(detect).unwrap_or_default(), width, height, p)
 }
 
 /// The box cut to the image; `None` when nothing of it is inside.
@@ -233,12 +205,14 @@ mod tests {
     #[test]
     fn malformed_or_tiny_boxes_propose_nothing() {
         let detect = json!({
-            "crop": [10, 10, 5], "crop_full": false,
-            "text": {"boxes": [[1, 2, 3, 4], "x", [500, 500, 10, 10], [-1, 0, 20, 20], [10, 10, 40, 12]]}
+            "crop": [10, 10, 5, 0], "crop_full": false,
+            "text": {"boxes": [[1, 2, 3, 4], [500, 500, 10, 10], [10, 10, 40, 12]]}
         });
         let p = RegionParams { whole: false, margin: 0.0, ..RegionParams::default() };
         assert_eq!(boxes(&regions_from_detect(&detect, 100, 100, &p)), vec![([10, 10, 40, 12], RegionKind::Text)]);
         assert!(regions_from_detect(&json!(null), 100, 100, &p).is_empty());
+        let malformed = json!({ "crop": [10, 10, 5], "text": { "boxes": ["x", [-1, 0, 20, 20]] } });
+        assert!(regions_from_detect(&malformed, 100, 100, &p).is_empty(), "not a detect annotation");
         assert!(regions_from_detect(&detect, 0, 0, &RegionParams::default()).is_empty());
         // Near-duplicates are proposed once.
         let dup = json!({"crop": [0, 0, 99, 100], "crop_full": false});

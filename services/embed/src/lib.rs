@@ -12,13 +12,13 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use image::RgbImage;
 use ndarray::{Array3, Axis};
-use serde_json::json;
 use sha2::{Digest, Sha256};
 use sightline_imaging::Limits;
 use sightline_inference::preprocess::{self, ChannelOrder, Filter, Layout, Normalize};
 use sightline_inference::{InferenceError, ModelStore, Models, PoolConfig, Runtime};
 use sightline_messages::ImageTask;
-use sightline_messages::options::{LogoMode, logo_mode};
+use sightline_messages::annotations::{self, DetectOut, EmbedOut, EmbedRegion};
+use sightline_messages::options::{JobOptions, LogoMode, logo_mode};
 use sightline_runtime::{Ctx, Effect, ImageStage, StageError};
 use tracing::debug;
 
@@ -130,16 +130,23 @@ impl From<EmbedArgs> for EmbedConfig {
     }
 }
 
+/// What detect found about `task`, if it ran; a malformed annotation counts as none (the
+/// image is embedded whole, as when detect is not on the route).
+fn detection(task: &ImageTask) -> Option<DetectOut> {
+    task.annotation::<DetectOut>().unwrap_or_else(|e| {
+        tracing::warn!(item = task.item, error = %e, "ignoring the detect annotation");
+        None
+    })
+}
+
 /// The main-subject box detect recorded (`annotations.detect.crop`, `[x, y, w, h]`), when it
 /// is a real crop that fits a `width`×`height` image; `None` means the whole image.
 pub fn crop_of(task: &ImageTask) -> Option<[u32; 4]> {
-    let detect = task.annotations.get("detect")?;
-    if detect.get("crop_full").and_then(serde_json::Value::as_bool) == Some(true) {
+    let detect = detection(task)?;
+    if detect.crop_full {
         return None;
     }
-    let c = detect.get("crop")?.as_array()?;
-    let v: Vec<u32> = c.iter().filter_map(|x| x.as_u64().and_then(|n| u32::try_from(n).ok())).collect();
-    let [x, y, w, h] = <[u32; 4]>::try_from(v).ok()?;
+    let [x, y, w, h] = detect.crop;
     let fits = w > 0 && h > 0 && x.checked_add(w)? <= task.width && y.checked_add(h)? <= task.height;
     let whole = x == 0 && y == 0 && w == task.width && h == task.height;
     (fits && !whole).then_some([x, y, w, h])
@@ -153,10 +160,6 @@ pub fn crop_tag(crop: Option<[u32; 4]>) -> String {
     }
 }
 
-/// The job option asking for a zoomed-in second embedding (percent cut off each side of the
-/// crop), which search-by-photo queries average with the crop's own (docs/search.md).
-pub const ZOOM_OPTION: &str = "embed.zoom";
-
 /// The region `pct` percent inside `crop` (the whole `width` × `height` image when `None`) on
 /// each side: the zoomed-in view of a query.
 pub fn zoom_crop(crop: Option<[u32; 4]>, width: u32, height: u32, pct: u32) -> [u32; 4] {
@@ -167,29 +170,19 @@ pub fn zoom_crop(crop: Option<[u32; 4]>, width: u32, height: u32, pct: u32) -> [
 
 /// The zoom a task's job asks for (`embed.zoom`, 1-49 percent), if any.
 pub fn zoom_of(task: &ImageTask) -> Option<u32> {
-    task.annotations
-        .get("options")
-        .and_then(|o| o.get(ZOOM_OPTION))
-        .and_then(|v| v.as_str())
-        .and_then(|v| v.trim().parse::<u32>().ok())
-        .filter(|p| (1..50).contains(p))
+    JobOptions::of(task).embed_zoom()
 }
 
-/// The regions detect proposed for logo search (`annotations.detect.regions`: `{"box", "kind"}`),
-/// each inside the image.
-pub fn detect_regions(task: &ImageTask) -> Vec<([u32; 4], String)> {
-    let Some(regions) = task.annotations.get("detect").and_then(|d| d.get("regions")).and_then(|r| r.as_array()) else {
-        return Vec::new();
-    };
+/// The regions detect proposed for logo search (`annotations.detect.regions`), each inside
+/// the image.
+pub fn detect_regions(task: &ImageTask) -> Vec<annotations::Region> {
+    let regions = detection(task).and_then(|d| d.regions).unwrap_or_default();
     regions
-        .iter()
-        .filter_map(|r| {
-            let b: Vec<u32> =
-                r.get("box")?.as_array()?.iter().filter_map(|x| u32::try_from(x.as_u64()?).ok()).collect();
-            let [x, y, w, h] = <[u32; 4]>::try_from(b).ok()?;
-            let inside = w > 0 && h > 0 && x.checked_add(w)? <= task.width && y.checked_add(h)? <= task.height;
-            let kind = r.get("kind").and_then(|k| k.as_str()).unwrap_or("region").to_owned();
-            inside.then_some(([x, y, w, h], kind))
+        .into_iter()
+        .filter(|r| {
+            let [x, y, w, h] = r.bbox;
+            let inside = |o: u32, l: u32, side: u32| o.checked_add(l).is_some_and(|end| end <= side);
+            w > 0 && h > 0 && inside(x, w, task.width) && inside(y, h, task.height)
         })
         .collect()
 }
@@ -398,12 +391,10 @@ impl ImageStage for Embed {
             Region::new(&task.sha256, Some(inner), fit)
         });
         // A logo query gets one embedding per region detect proposed (docs/logos.md).
-        let logo_regions: Vec<(serde_json::Value, Region)> = match logo {
+        let logo_regions: Vec<(annotations::Region, Region)> = match logo {
             Some(LogoMode::Query) => detect_regions(&task)
                 .into_iter()
-                .map(|(b, kind)| {
-                    (json!({ "box": b, "kind": kind }), Region::new(&task.sha256, Some(b), Fit::Letterbox))
-                })
+                .map(|r| (r, Region::new(&task.sha256, Some(r.bbox), Fit::Letterbox)))
                 .collect(),
             _ => Vec::new(),
         };
@@ -412,27 +403,22 @@ impl ImageStage for Embed {
             .chain(logo_regions.iter().map(|(_, r)| r.clone()))
             .collect();
         self.embed_regions(ctx, &task, &embedder, &all).await?;
-        let mut annotation = json!({
-            "key": main.key,
-            "dim": DIM,
-            "model": MODEL_ID,
-            "crop": crop.map_or(json!("full"), |c| json!(c)),
-            "fit": fit.as_str(),
-        });
-        if let Some(zoom) = zoom {
-            annotation["zoom_key"] = json!(zoom.key);
-        }
-        if logo == Some(LogoMode::Query) {
-            let regions: Vec<serde_json::Value> = logo_regions
+        let regions = (logo == Some(LogoMode::Query)).then(|| {
+            logo_regions
                 .into_iter()
-                .map(|(mut r, region)| {
-                    r["key"] = json!(region.key);
-                    r
-                })
-                .collect();
-            annotation["regions"] = json!(regions);
-        }
-        task.annotations.insert(NAME.to_owned(), annotation);
+                .map(|(r, region)| EmbedRegion { bbox: r.bbox, kind: r.kind, key: region.key })
+                .collect()
+        });
+        let out = EmbedOut {
+            key: main.key,
+            dim: DIM,
+            model: MODEL_ID.to_owned(),
+            crop,
+            fit: fit.as_str().to_owned(),
+            zoom_key: zoom.map(|z| z.key),
+            regions,
+        };
+        task.set_annotation(&out).map_err(|e| StageError::permanent(e.to_string()))?;
         Ok(vec![Effect::forward(task, NAME)])
     }
 
@@ -443,16 +429,24 @@ impl ImageStage for Embed {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+    use sightline_messages::annotations::RegionKind;
+    use sightline_messages::options::{EMBED_ZOOM, SEARCH_CATALOG, SEARCH_MODE};
+
     use super::*;
+
+    fn with_options(mut t: ImageTask, options: &[(&str, &str)]) -> ImageTask {
+        let map = options.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        t.set_annotation(&JobOptions(map)).expect("options");
+        t
+    }
 
     #[test]
     fn the_zoom_is_asked_by_the_job_and_stays_inside_the_crop() {
-        let mut t = task(200, 100, None);
+        let t = task(200, 100, None);
         assert_eq!(zoom_of(&t), None);
-        t.annotations.insert("options".into(), json!({ ZOOM_OPTION: "25" }));
-        assert_eq!(zoom_of(&t), Some(25));
-        t.annotations.insert("options".into(), json!({ ZOOM_OPTION: "60" }));
-        assert_eq!(zoom_of(&t), None, "half or more would leave nothing");
+        assert_eq!(zoom_of(&with_options(t.clone(), &[(EMBED_ZOOM, "25")])), Some(25));
+        assert_eq!(zoom_of(&with_options(t, &[(EMBED_ZOOM, "60")])), None, "half or more would leave nothing");
         assert_eq!(zoom_crop(None, 200, 100, 25), [50, 25, 100, 50]);
         assert_eq!(zoom_crop(Some([10, 20, 40, 80]), 200, 100, 25), [20, 40, 20, 40]);
         assert_eq!(zoom_crop(Some([0, 0, 1, 1]), 200, 100, 25), [0, 0, 1, 1]);
@@ -460,29 +454,29 @@ mod tests {
 
     #[test]
     fn logo_jobs_embed_items_whole_and_queries_by_detects_regions() {
-        let mut t = task(200, 100, None);
+        let t = task(200, 100, None);
         assert_eq!(logo_mode(&t), None);
-        t.annotations.insert("options".into(), json!({ "search.mode": "logo" }));
-        assert_eq!(logo_mode(&t), Some(LogoMode::Item));
-        t.annotations.insert("options".into(), json!({ "search.mode": "logo", "search.catalog": "brands" }));
-        assert_eq!(logo_mode(&t), Some(LogoMode::Query));
-        t.annotations.insert("options".into(), json!({ "search.mode": "photo", "search.catalog": "brands" }));
-        assert_eq!(logo_mode(&t), None);
+        assert_eq!(logo_mode(&with_options(t.clone(), &[(SEARCH_MODE, "logo")])), Some(LogoMode::Item));
+        let query = with_options(t.clone(), &[(SEARCH_MODE, "logo"), (SEARCH_CATALOG, "brands")]);
+        assert_eq!(logo_mode(&query), Some(LogoMode::Query));
+        assert_eq!(logo_mode(&with_options(t, &[(SEARCH_MODE, "photo"), (SEARCH_CATALOG, "brands")])), None);
 
         let detect = json!({ "regions": [
             { "box": [0, 0, 200, 100], "kind": "whole" },
             { "box": [10, 10, 50, 20], "kind": "text" },
             { "box": [190, 90, 20, 20], "kind": "text" },
-            { "box": [1, 2, 3] },
-            { "kind": "text" }
+            { "box": [5, 5, 0, 20], "kind": "text" }
         ] });
         let t = task(200, 100, Some(detect));
+        let found: Vec<_> = detect_regions(&t).iter().map(|r| (r.bbox, r.kind)).collect();
         assert_eq!(
-            detect_regions(&t),
-            [([0, 0, 200, 100], "whole".to_owned()), ([10, 10, 50, 20], "text".to_owned())],
-            "regions outside the image or malformed are dropped"
+            found,
+            [([0, 0, 200, 100], RegionKind::Whole), ([10, 10, 50, 20], RegionKind::Text)],
+            "regions outside the image or empty are dropped"
         );
         assert_eq!(detect_regions(&task(200, 100, None)), []);
+        let malformed = json!({ "regions": [{ "box": [1, 2, 3] }, { "kind": "text" }] });
+        assert_eq!(detect_regions(&task(200, 100, Some(malformed))), [], "a malformed annotation proposes nothing");
         let (centre, letterbox) = (
             embedding_key_fit("ab", Some([1, 2, 3, 4]), Fit::Centre),
             embedding_key_fit("ab", Some([1, 2, 3, 4]), Fit::Letterbox),

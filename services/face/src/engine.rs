@@ -5,7 +5,6 @@ use std::path::Path;
 
 use image::RgbImage;
 use ndarray::{Array4, ArrayD};
-use serde::{Deserialize, Serialize};
 use sightline_inference::preprocess::{
     ChannelOrder, Filter, Layout, Normalize, gray_to_tensor, resize_rgb, to_gray, to_tensor,
 };
@@ -64,15 +63,7 @@ impl Default for EngineConfig {
     }
 }
 
-/// Gender, as the gender model's two classes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Gender {
-    /// Class 0.
-    Female,
-    /// Class 1.
-    Male,
-}
+pub use sightline_messages::annotations::Gender;
 
 /// One analysed face.
 #[derive(Debug, Clone, PartialEq)]

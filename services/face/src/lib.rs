@@ -27,7 +27,7 @@ use thiserror::Error;
 pub use sightline_vision::faces as detect;
 
 pub use engine::{EngineConfig, Face, FaceEngine, Gender};
-pub use output::FaceJson;
+pub use output::{FaceJson, face_json};
 pub use persons::PersonConfig;
 pub use stage::{FaceArgs, FaceStage};
 

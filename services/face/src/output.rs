@@ -4,39 +4,9 @@
 //! to 0.1, score to 4 decimals, embedding to 6) and held as f64 so that outputs read and
 //! diff cleanly.
 
-use serde::{Deserialize, Serialize};
+pub use sightline_messages::annotations::FaceJson;
 
-use crate::engine::{Face, Gender};
-
-/// One face as JSON.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FaceJson {
-    /// `[x, y, w, h]` in source pixels.
-    #[serde(rename = "box")]
-    pub bbox: [f64; 4],
-    /// Detector probability.
-    pub score: f64,
-    /// Five points: image-left eye, image-right eye, nose tip, image-left and image-right mouth corner.
-    pub landmarks: Vec<[f64; 2]>,
-    /// Degrees, > 0 turned towards the image's right (`null` if the pose could not be fitted).
-    pub yaw: Option<f64>,
-    /// Degrees, > 0 looking up.
-    pub pitch: Option<f64>,
-    /// Degrees, > 0 tilted clockwise.
-    pub roll: Option<f64>,
-    /// Within the frontal thresholds.
-    pub frontal: bool,
-    /// Expected age, years.
-    pub age: f64,
-    /// `male` or `female`.
-    pub gender: Gender,
-    /// Person id, consistent within one job or one command invocation; `null` for a
-    /// non-frontal face like no frontal face.
-    pub person: Option<u64>,
-    /// The 512-d L2-normalised embedding, when asked for.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub embedding: Option<Vec<f64>>,
-}
+use crate::engine::Face;
 
 /// Rounds to `decimals` in f64, so that JSON shows the short decimal (an f32 widened to f64
 /// would print as 41.29999923706055).
@@ -45,29 +15,28 @@ fn r(v: f32, decimals: i32) -> f64 {
     (f64::from(v) * m).round() / m
 }
 
-impl FaceJson {
-    /// The JSON form of `face` with `person`, with or without the embedding.
-    pub fn new(face: &Face, person: Option<u64>, with_embedding: bool) -> Self {
-        let b = face.bbox;
-        Self {
-            bbox: [r(b.x, 1), r(b.y, 1), r(b.w, 1), r(b.h, 1)],
-            score: r(face.score, 4),
-            landmarks: face.landmarks.iter().map(|p| [r(p[0], 1), r(p[1], 1)]).collect(),
-            yaw: face.pose.map(|p| r(p.yaw, 1)),
-            pitch: face.pose.map(|p| r(p.pitch, 1)),
-            roll: face.pose.map(|p| r(p.roll, 1)),
-            frontal: face.frontal,
-            age: r(face.age, 1),
-            gender: face.gender,
-            person,
-            embedding: with_embedding.then(|| face.embedding.iter().map(|v| r(*v, 6)).collect()),
-        }
+/// The JSON form of `face` with `person`, with or without the embedding.
+pub fn face_json(face: &Face, person: Option<u64>, with_embedding: bool) -> FaceJson {
+    let b = face.bbox;
+    FaceJson {
+        bbox: [r(b.x, 1), r(b.y, 1), r(b.w, 1), r(b.h, 1)],
+        score: r(face.score, 4),
+        landmarks: face.landmarks.iter().map(|p| [r(p[0], 1), r(p[1], 1)]).collect(),
+        yaw: face.pose.map(|p| r(p.yaw, 1)),
+        pitch: face.pose.map(|p| r(p.pitch, 1)),
+        roll: face.pose.map(|p| r(p.roll, 1)),
+        frontal: face.frontal,
+        age: r(face.age, 1),
+        gender: face.gender,
+        person,
+        embedding: with_embedding.then(|| face.embedding.iter().map(|v| r(*v, 6)).collect()),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::Gender;
     use crate::geometry::BoxF;
     use crate::pose::Pose;
 
@@ -85,7 +54,7 @@ mod tests {
             male_probability: 0.1,
             embedding: vec![0.6, 0.8],
         };
-        let v = serde_json::to_value(FaceJson::new(&face, Some(3), false)).expect("json");
+        let v = serde_json::to_value(face_json(&face, Some(3), false)).expect("json");
         assert_eq!(v["box"], serde_json::json!([10.0, 20.0, 30.0, 41.3]));
         assert_eq!(v["gender"], "female");
         assert_eq!(v["person"], 3);
@@ -95,7 +64,7 @@ mod tests {
         assert_eq!(v["age"], serde_json::json!(33.3));
         assert!(serde_json::to_string(&v).expect("text").contains("\"score\":0.9877"));
         assert!(v.get("embedding").is_none());
-        let with = serde_json::to_value(FaceJson::new(&face, None, true)).expect("json");
+        let with = serde_json::to_value(face_json(&face, None, true)).expect("json");
         assert_eq!(with["person"], serde_json::Value::Null);
         assert_eq!(with["embedding"].as_array().map(Vec::len), Some(2));
         let back: FaceJson = serde_json::from_value(with).expect("round trip");

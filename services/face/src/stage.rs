@@ -15,13 +15,14 @@ use serde::{Deserialize, Serialize};
 use sightline_imaging::Limits;
 use sightline_inference::{ModelStore, Models, Runtime};
 use sightline_messages::ImageTask;
+use sightline_messages::annotations::FaceOut;
 use sightline_runtime::{Ctx, Effect, ImageStage, StageError};
 use tracing::debug;
 use uuid::Uuid;
 
 use crate::engine::{EngineConfig, FaceEngine, MODELS};
 use crate::gallery::PersonAssigner;
-use crate::output::FaceJson;
+use crate::output::{FaceJson, face_json};
 use crate::persons::PersonConfig;
 use crate::{FaceError, NAME, decode_rgb};
 
@@ -176,21 +177,19 @@ impl ImageStage for FaceStage {
             .map_err(stage_error)?;
         let pairs: Vec<(&[f32], bool)> = faces.iter().map(|f| (f.embedding.as_slice(), f.frontal)).collect();
         let persons = self.persons.assign(ctx, task.job_id, task.item, &pairs).await?;
-        let full: Vec<FaceJson> = faces.iter().zip(&persons).map(|(f, p)| FaceJson::new(f, *p, true)).collect();
-        let mut embeddings = serde_json::Value::Null;
+        let full: Vec<FaceJson> = faces.iter().zip(&persons).map(|(f, p)| face_json(f, *p, true)).collect();
+        let mut embeddings = None;
         if !faces.is_empty() {
             let key = item_key(task.job_id, task.item);
             let bytes = serde_json::to_vec(&ItemFaces { faces: full.clone() })
                 .map_err(|e| StageError::permanent(format!("encode faces: {e}")))?;
             ctx.blob.put(&key, Bytes::from(bytes)).await?;
-            embeddings = serde_json::Value::String(key);
+            embeddings = Some(key);
         }
         let compact: Vec<FaceJson> = full.into_iter().map(|f| FaceJson { embedding: None, ..f }).collect();
         debug!(item = task.item, faces = compact.len(), ms = started.elapsed().as_millis() as u64, "faces analysed");
-        task.annotations.insert(
-            NAME.to_owned(),
-            serde_json::json!({ "count": compact.len(), "faces": compact, "embeddings": embeddings }),
-        );
+        let out = FaceOut { count: compact.len(), faces: compact, embeddings };
+        task.set_annotation(&out).map_err(|e| StageError::permanent(e.to_string()))?;
         Ok(vec![Effect::forward(task, NAME)])
     }
     async fn readiness(&self) -> Result<(), String> {

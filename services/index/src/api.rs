@@ -19,7 +19,8 @@ use axum::routing::{get, post};
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sightline_messages::options::SEARCH_MODE;
+use sightline_messages::annotations::SearchOut;
+use sightline_messages::options::{self, EMBED_ZOOM, SEARCH_MODE};
 use sightline_messages::{ItemOutcome, JobSpec, Source};
 use sightline_runtime::Backends;
 use sightline_runtime::embedded::wait_for_job;
@@ -32,11 +33,11 @@ use crate::catalog::{CatalogView, Catalogs};
 use crate::query::{self, OPTION_CATALOG, OPTION_K};
 
 /// The route every request's job follows.
-pub const ROUTE: [&str; 5] = ["ingest", "detect", "embed", "ocr", "index"];
+pub const ROUTE: [&str; 5] = options::SEARCH_ROUTE;
 /// The job kind of catalogue uploads.
-pub const KIND_CATALOG: &str = "catalog";
+pub const KIND_CATALOG: &str = options::JOB_CATALOG;
 /// The job kind of searches.
-pub const KIND_SEARCH: &str = "search";
+pub const KIND_SEARCH: &str = options::JOB_SEARCH;
 /// The collection a search photo is uploaded to (queries are never indexed).
 /// Percent cut off each side of a query's crop for its zoomed-in view (the default of
 /// `sightline search --query-zoom`, measured in docs/search.md).
@@ -197,6 +198,11 @@ async fn start_job(
         let key = format!("{prefix}{collection}/{name}");
         backends.blob.put(&key, bytes).await.map_err(|e| ApiError::internal("upload image", e))?;
     }
+    // The decisions of the job's kind (catalogue items and queries are never noise).
+    let mut options = options;
+    for (key, value) in options::kind_options(kind) {
+        options.entry(key).or_insert(value);
+    }
     let spec = JobSpec {
         job_id: job,
         kind: kind.to_owned(),
@@ -324,7 +330,7 @@ async fn search(
         options.insert(SEARCH_MODE.to_owned(), "logo".to_owned());
     } else {
         // The embed stage also embeds the query's zoomed-in view (docs/search.md, "Query zoom").
-        options.insert("embed.zoom".to_owned(), QUERY_ZOOM.to_string());
+        options.insert(EMBED_ZOOM.to_owned(), QUERY_ZOOM.to_string());
     }
     let job = start_job(&s.backends, KIND_SEARCH, QUERY_COLLECTION, std::mem::take(&mut files), options).await?;
     match wait_for_job(s.backends.coord.as_ref(), job, |_| {}, Some(s.config.search_timeout)).await {
@@ -339,14 +345,16 @@ async fn search(
     let Some(record) = records.first() else {
         return Err(ApiError::internal("read records", "the finished job has no record").with_job(job));
     };
-    match (record.outcome, record.annotations.get(query::ANNOTATION)) {
+    let answer =
+        record.annotation::<SearchOut>().map_err(|e| ApiError::internal("read the answer", e).with_job(job))?;
+    match (record.outcome, answer) {
         (ItemOutcome::Ok, Some(answer)) => Ok(axum::Json(json!({
             "query": query_name,
             "catalog": catalog,
             "mode": if logo { "logo" } else { "photo" },
             "job": job,
-            "text": answer.get("text").cloned().unwrap_or(Value::Null),
-            "matches": answer.get("matches").cloned().unwrap_or_else(|| json!([])),
+            "text": answer.text,
+            "matches": answer.matches,
         }))
         .into_response()),
         _ => {

@@ -422,7 +422,7 @@ mod tests {
 
     use super::*;
     use crate::IndexStage;
-    use crate::query::tests::{names, put_vector, run_on, task};
+    use crate::query::tests::{names, put_vector, run_on, task, with_options};
 
     async fn add(stage: &IndexStage, ctx: &Ctx, item: u64, v: [f32; 2]) {
         let key = format!("embeddings/cat/{item}.f32");
@@ -462,8 +462,8 @@ mod tests {
         let vb = b.catalogs().view(blob, coord, "shop").await.expect("view");
         assert_eq!((vb.generation, vb.snapshot.len(), vb.delta.len()), (1, 6, 1));
         put_vector(blob, "embeddings/q/0.f32", [0.05, -0.998]).await;
-        let mut query = task(2, 0, "query", "embeddings/q/0.f32", "");
-        query.annotations.insert("options".into(), serde_json::json!({ "search.catalog": "shop", "search.k": "3" }));
+        let query = task(2, 0, "query", "embeddings/q/0.f32", "");
+        let query = with_options(query, &[(crate::query::OPTION_CATALOG, "shop"), (crate::query::OPTION_K, "3")]);
         let (ra, rb) = (
             run_on(&a, &ctx, query.clone()).await.expect("query on a"),
             run_on(&b, &ctx, query).await.expect("query on b"),

@@ -22,6 +22,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use sightline_blob::{BlobError, BlobStore, key_segment};
 use sightline_messages::ImageTask;
+use sightline_messages::annotations::{ClusterOut, EmbedOut, IndexOut, OcrOut};
 use sightline_runtime::{Ctx, Effect, ImageStage, StageError};
 use uuid::Uuid;
 
@@ -69,26 +70,17 @@ pub use sightline_messages::vector::decode as decode_vector;
 /// The OCR stage's lines of `task` joined by spaces; `None` when OCR was not on the route or
 /// read nothing.
 pub fn ocr_text(task: &ImageTask) -> Option<String> {
-    let lines = task.annotations.get("ocr")?.get("lines")?.as_array()?;
-    let text = lines
-        .iter()
-        .filter_map(|l| l.get("text").and_then(|t| t.as_str()))
-        .filter(|t| !t.trim().is_empty())
-        .collect::<Vec<_>>()
-        .join(" ");
-    (!text.is_empty()).then_some(text)
+    task.annotation::<OcrOut>().ok().flatten()?.text()
 }
 
 /// The entry for an image task leaving the route at index.
 pub fn entry_for(task: &ImageTask) -> Result<Entry, String> {
     let embedding_key = task
-        .annotations
-        .get("embed")
-        .and_then(|e| e.get("key"))
-        .and_then(|k| k.as_str())
+        .annotation::<EmbedOut>()
+        .map_err(|e| format!("{}: {e}", task.name))?
         .ok_or_else(|| format!("{}: no embedding to index (is embed on the route?)", task.name))?
-        .to_owned();
-    let cluster = task.annotations.get("cluster");
+        .key;
+    let cluster = task.annotation::<ClusterOut>().ok().flatten();
     Ok(Entry {
         job_id: task.job_id,
         item: task.item,
@@ -96,8 +88,8 @@ pub fn entry_for(task: &ImageTask) -> Result<Entry, String> {
         name: task.name.clone(),
         image_key: task.key.clone(),
         embedding_key,
-        label: cluster.and_then(|c| c.get("label")).and_then(|l| l.as_str()).unwrap_or("unlabelled").to_owned(),
-        cluster: cluster.and_then(|c| c.get("cluster")).and_then(|c| c.as_u64()).map(|c| c as u32),
+        label: cluster.as_ref().map_or("unlabelled", |c| c.label.as_str()).to_owned(),
+        cluster: cluster.map(|c| c.cluster),
         text: ocr_text(task),
     })
 }
@@ -128,7 +120,7 @@ impl ImageStage for IndexStage {
     async fn handle_image(&self, ctx: &Ctx, mut task: ImageTask) -> Result<Vec<Effect>, StageError> {
         if let Some(request) = query::QueryRequest::from_task(&task) {
             let answer = query::answer(ctx, &self.catalogs, &task, &request).await?;
-            task.annotations.insert(query::ANNOTATION.to_owned(), answer);
+            task.set_annotation(&answer).map_err(|e| StageError::permanent(e.to_string()))?;
             return Ok(vec![Effect::forward(task, NAME)]);
         }
         let entry = entry_for(&task).map_err(StageError::permanent)?;
@@ -137,7 +129,8 @@ impl ImageStage for IndexStage {
         ctx.blob.put(&key, Bytes::from(json)).await?;
         // Replicas serving this collection as a catalogue refresh on their next query.
         ctx.coord.counter_add(&catalog::version_key(&entry.collection), 1).await?;
-        task.annotations.insert(NAME.to_owned(), serde_json::json!({ "entry": key, "label": entry.label }));
+        task.set_annotation(&IndexOut { entry: key, label: entry.label })
+            .map_err(|e| StageError::permanent(e.to_string()))?;
         Ok(vec![Effect::forward(task, NAME)])
     }
 }

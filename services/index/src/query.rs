@@ -5,9 +5,9 @@
 //! serves it ([`crate::catalog`]: the stored snapshot plus the entries indexed since), re-ranks
 //! with the OCR text, and puts `annotations.search` on the task, which the job's record keeps.
 
-use serde::Serialize;
 use sightline_messages::ImageTask;
-use sightline_messages::options::{LogoMode, logo_mode};
+use sightline_messages::annotations::{Annotation, EmbedOut, EmbedRegion, SearchMatch, SearchOut};
+use sightline_messages::options::{JobOptions, LogoMode, logo_mode};
 use sightline_runtime::{Ctx, StageError};
 
 use crate::catalog::{CatalogError, Catalogs};
@@ -16,15 +16,12 @@ use crate::search::SearchOptions;
 use crate::{decode_vector, ocr_text};
 
 /// The annotation a query's answer is stored under.
-pub const ANNOTATION: &str = "search";
+pub const ANNOTATION: &str = SearchOut::KEY;
 /// The job option naming the catalogue to search.
 pub const OPTION_CATALOG: &str = sightline_messages::options::SEARCH_CATALOG;
 /// The job option giving the number of matches.
-pub const OPTION_K: &str = "search.k";
-/// Matches returned when `search.k` is not given.
-pub const DEFAULT_K: usize = 5;
-/// The most matches a query may ask for.
-pub const MAX_K: usize = 100;
+pub const OPTION_K: &str = sightline_messages::options::SEARCH_K;
+pub use sightline_messages::options::{DEFAULT_K, MAX_K};
 
 /// What a query task asks for, from its job options.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,31 +33,12 @@ pub struct QueryRequest {
 }
 
 impl QueryRequest {
-    /// The query in `task`'s job options (`annotations["options"]`), or `None` for a task to index.
+    /// The query in `task`'s job options (`annotations.options`), or `None` for a task to index.
     pub fn from_task(task: &ImageTask) -> Option<Self> {
-        let options = task.annotations.get("options")?;
-        let catalog = options.get(OPTION_CATALOG)?.as_str()?.to_owned();
-        let k = options
-            .get(OPTION_K)
-            .and_then(|k| k.as_str())
-            .and_then(|k| k.trim().parse::<usize>().ok())
-            .unwrap_or(DEFAULT_K)
-            .clamp(1, MAX_K);
-        Some(Self { catalog, k })
+        let options = JobOptions::of(task);
+        let catalog = options.search_catalog()?.to_owned();
+        Some(Self { catalog, k: options.search_k() })
     }
-}
-
-/// One match in `annotations.search`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct MatchOut {
-    /// The catalogue item's file name.
-    pub item: String,
-    /// The fused score (cosine, plus the weighted text similarity when both have text).
-    pub score: f32,
-    /// Cosine similarity of the embeddings.
-    pub visual: f32,
-    /// Text similarity (0 when either side has no text).
-    pub text: f32,
 }
 
 impl From<CatalogError> for StageError {
@@ -83,6 +61,13 @@ fn mean_direction(a: &[f32], b: &[f32]) -> Vec<f32> {
     if norm > 0.0 { sum.iter().map(|x| x / norm).collect() } else { a.to_vec() }
 }
 
+/// The embed stage's annotation of `task`, which a query needs.
+fn embedding(task: &ImageTask) -> Result<EmbedOut, StageError> {
+    task.annotation::<EmbedOut>().map_err(|e| StageError::permanent(format!("{}: {e}", task.name)))?.ok_or_else(|| {
+        StageError::permanent(format!("{}: no embedding to search with (is embed on the route?)", task.name))
+    })
+}
+
 /// Answers `request` for `task`: its embedding (`annotations.embed.key`) and OCR text against
 /// the catalogue; the value stored as `annotations.search`.
 pub async fn answer(
@@ -90,19 +75,17 @@ pub async fn answer(
     catalogs: &Catalogs,
     task: &ImageTask,
     request: &QueryRequest,
-) -> Result<serde_json::Value, StageError> {
-    let key = task.annotations.get("embed").and_then(|e| e.get("key")).and_then(|k| k.as_str()).ok_or_else(|| {
-        StageError::permanent(format!("{}: no embedding to search with (is embed on the route?)", task.name))
-    })?;
-    let mut vector = load_vector(ctx, key).await?;
+) -> Result<SearchOut, StageError> {
+    let embed = embedding(task)?;
+    let mut vector = load_vector(ctx, &embed.key).await?;
     // The zoomed-in view the embed stage adds for queries (`embed.zoom`): search with the
     // normalised mean of the two (docs/search.md, "Query zoom").
-    if let Some(zoom_key) = task.annotations.get("embed").and_then(|e| e.get("zoom_key")).and_then(|k| k.as_str()) {
+    if let Some(zoom_key) = &embed.zoom_key {
         let zoom = load_vector(ctx, zoom_key).await?;
         vector = mean_direction(&vector, &zoom);
     }
     if logo_mode(task) == Some(LogoMode::Query) {
-        return answer_logo(ctx, catalogs, task, request).await;
+        return answer_logo(ctx, catalogs, task, request, embed.regions.unwrap_or_default()).await;
     }
     let index = catalogs.view(ctx.blob.as_ref(), ctx.coord.as_ref(), &request.catalog).await?;
     if index.is_empty() {
@@ -118,17 +101,20 @@ pub async fn answer(
     }
     let text = ocr_text(task).unwrap_or_default();
     let opts = SearchOptions { k: request.k, ..SearchOptions::default() };
-    let matches: Vec<MatchOut> = index
+    let matches: Vec<SearchMatch> = index
         .search(&vector, &text, &opts)
         .into_iter()
-        .map(|f| MatchOut {
+        .map(|f| SearchMatch {
             item: f.item.name.clone(),
+            brand: None,
             score: f.score.score,
             visual: f.score.visual,
             text: f.score.text,
+            bbox: None,
+            region: None,
         })
         .collect();
-    Ok(serde_json::json!({ "catalog": request.catalog, "text": text, "matches": matches }))
+    Ok(SearchOut { catalog: request.catalog.clone(), mode: None, text, matches })
 }
 
 async fn load_vector(ctx: &Ctx, key: &str) -> Result<Vec<f32>, StageError> {
@@ -144,18 +130,17 @@ async fn answer_logo(
     catalogs: &Catalogs,
     task: &ImageTask,
     request: &QueryRequest,
-) -> Result<serde_json::Value, StageError> {
-    let regions = task.annotations.get("embed").and_then(|e| e.get("regions")).and_then(|r| r.as_array());
-    let regions = regions.filter(|r| !r.is_empty()).ok_or_else(|| {
-        StageError::permanent(format!(
+    regions: Vec<EmbedRegion>,
+) -> Result<SearchOut, StageError> {
+    if regions.is_empty() {
+        return Err(StageError::permanent(format!(
             "{}: no region embeddings to search logos with (is detect on the route?)",
             task.name
-        ))
-    })?;
+        )));
+    }
     let mut vectors = Vec::with_capacity(regions.len());
-    for r in regions {
-        let key = r.get("key").and_then(|k| k.as_str()).ok_or_else(|| StageError::permanent("a region has no key"))?;
-        vectors.push(load_vector(ctx, key).await?);
+    for r in &regions {
+        vectors.push(load_vector(ctx, &r.key).await?);
     }
     let view = catalogs.view(ctx.blob.as_ref(), ctx.coord.as_ref(), &request.catalog).await?;
     if view.is_empty() {
@@ -163,22 +148,22 @@ async fn answer_logo(
     }
     let text = ocr_text(task).unwrap_or_default();
     let parts = [view.snapshot.as_ref(), view.delta.as_ref()];
-    let matches: Vec<serde_json::Value> = logo::brands(&parts, &vectors, &text, logo::DEFAULT_TEXT_WEIGHT, request.k)
+    let matches: Vec<SearchMatch> = logo::brands(&parts, &vectors, &text, logo::DEFAULT_TEXT_WEIGHT, request.k)
         .into_iter()
         .map(|b| {
             let region = &regions[b.region];
-            serde_json::json!({
-                "item": parts[b.part].items()[b.index].name,
-                "brand": b.brand,
-                "score": b.score,
-                "visual": b.visual,
-                "text": b.text,
-                "box": region.get("box"),
-                "region": region.get("kind"),
-            })
+            SearchMatch {
+                item: parts[b.part].items()[b.index].name.clone(),
+                brand: Some(b.brand),
+                score: b.score,
+                visual: b.visual,
+                text: b.text,
+                bbox: Some(region.bbox),
+                region: Some(region.kind),
+            }
         })
         .collect();
-    Ok(serde_json::json!({ "catalog": request.catalog, "mode": "logo", "text": text, "matches": matches }))
+    Ok(SearchOut { catalog: request.catalog.clone(), mode: Some("logo".to_owned()), text, matches })
 }
 
 #[cfg(test)]
@@ -188,6 +173,7 @@ pub(crate) mod tests {
 
     use bytes::Bytes;
     use sightline_blob::BlobStore;
+    use sightline_messages::annotations::{OcrOut, TextLine};
     use sightline_messages::{Body, Envelope, ItemOutcome};
     use sightline_runtime::{Effect, Input, Stage};
     use uuid::Uuid;
@@ -204,12 +190,7 @@ pub(crate) mod tests {
     use crate::{IndexStage, entries_prefix};
 
     pub(crate) fn task(job: u128, item: u64, collection: &str, emb_key: &str, text: &str) -> ImageTask {
-        let mut annotations = BTreeMap::new();
-        annotations.insert("embed".to_owned(), serde_json::json!({ "key": emb_key, "dim": 2 }));
-        if !text.is_empty() {
-            annotations.insert("ocr".to_owned(), serde_json::json!({ "lines": [{ "text": text, "score": 0.9 }] }));
-        }
-        ImageTask {
+        let mut t = ImageTask {
             job_id: Uuid::from_u128(job),
             item,
             collection: collection.into(),
@@ -222,8 +203,21 @@ pub(crate) mod tests {
             size: 1,
             route: vec!["ingest".into(), "embed".into(), "ocr".into(), "index".into()],
             hop: 3,
-            annotations,
+            annotations: BTreeMap::new(),
+        };
+        t.set_annotation(&EmbedOut { key: emb_key.to_owned(), dim: 2, ..EmbedOut::default() }).expect("embed");
+        if !text.is_empty() {
+            let line = TextLine { text: text.to_owned(), score: 0.9, bbox: Default::default() };
+            t.set_annotation(&OcrOut { lines: vec![line], ..OcrOut::default() }).expect("ocr");
         }
+        t
+    }
+
+    /// `task` with job options `options`.
+    pub(crate) fn with_options(mut task: ImageTask, options: &[(&str, &str)]) -> ImageTask {
+        let map = options.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        task.set_annotation(&JobOptions(map)).expect("options");
+        task
     }
 
     pub(crate) async fn run_on(
@@ -246,24 +240,19 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn names(record: &sightline_messages::ItemRecord) -> Vec<String> {
-        record.annotations[ANNOTATION]["matches"]
-            .as_array()
-            .expect("matches")
-            .iter()
-            .map(|m| m["item"].as_str().expect("item").to_owned())
-            .collect()
+        let answer: SearchOut = record.annotation().expect("well formed").expect("an answer");
+        answer.matches.into_iter().map(|m| m.item).collect()
     }
 
     #[test]
     fn options_make_a_query() {
-        let mut t = task(1, 0, "q", "e", "");
+        let t = task(1, 0, "q", "e", "");
         assert_eq!(QueryRequest::from_task(&t), None, "no options: index it");
-        t.annotations.insert("options".into(), serde_json::json!({ "search.catalog": "shop", "search.k": "3" }));
-        assert_eq!(QueryRequest::from_task(&t), Some(QueryRequest { catalog: "shop".into(), k: 3 }));
-        t.annotations.insert("options".into(), serde_json::json!({ "search.catalog": "shop", "search.k": "x" }));
-        assert_eq!(QueryRequest::from_task(&t).map(|q| q.k), Some(DEFAULT_K));
-        t.annotations.insert("options".into(), serde_json::json!({ "search.catalog": "shop", "search.k": "100000" }));
-        assert_eq!(QueryRequest::from_task(&t).map(|q| q.k), Some(MAX_K));
+        let query =
+            |k: &str| QueryRequest::from_task(&with_options(t.clone(), &[(OPTION_CATALOG, "shop"), (OPTION_K, k)]));
+        assert_eq!(query("3"), Some(QueryRequest { catalog: "shop".into(), k: 3 }));
+        assert_eq!(query("x").map(|q| q.k), Some(DEFAULT_K));
+        assert_eq!(query("100000").map(|q| q.k), Some(MAX_K));
     }
 
     #[tokio::test]
@@ -286,18 +275,18 @@ pub(crate) mod tests {
         assert_eq!(stored.text.as_deref(), Some("ALPRO soya"));
 
         put_vector(blob.as_ref(), "embeddings/q/0.f32", [0.999, 0.0447]).await;
-        let mut query = task(2, 0, "query", "embeddings/q/0.f32", "tropicana APPLE");
-        query.annotations.insert("options".into(), serde_json::json!({ "search.catalog": "shop", "search.k": "2" }));
+        let query = task(2, 0, "query", "embeddings/q/0.f32", "tropicana APPLE");
+        let query = with_options(query, &[(OPTION_CATALOG, "shop"), (OPTION_K, "2")]);
         let record = run_on(&stage, &ctx, query.clone()).await.expect("query");
         assert_eq!(record.outcome, ItemOutcome::Ok);
-        assert_eq!(record.annotations[ANNOTATION]["catalog"], "shop");
+        assert_eq!(record.annotations[ANNOTATION]["catalog"], "shop", "the answer's wire shape");
         assert_eq!(names(&record), ["1.jpg", "0.jpg"], "the text re-ranks tropicana above alpro");
         assert_eq!(blob.list(&entries_prefix("query")).await.expect("list").len(), 0, "a query is not indexed");
 
         // Without text the visually nearest wins.
         let mut plain = task(2, 1, "query", "embeddings/q/0.f32", "");
         plain.annotations = query.annotations.clone();
-        plain.annotations.remove("ocr");
+        plain.annotations.remove(OcrOut::KEY);
         assert_eq!(names(&run_on(&stage, &ctx, plain).await.expect("query"))[0], "0.jpg");
 
         // An item added later is found by the next query (the cached catalogue is refreshed).
@@ -307,8 +296,7 @@ pub(crate) mod tests {
         assert_eq!((view.len(), view.delta.len(), view.generation), (4, 4, 0), "no snapshot yet: all in the delta");
 
         // An unknown catalogue fails the query permanently, with a reason.
-        let mut unknown = query.clone();
-        unknown.annotations.insert("options".into(), serde_json::json!({ "search.catalog": "nothing" }));
+        let unknown = with_options(query.clone(), &[(OPTION_CATALOG, "nothing")]);
         let err = run_on(&stage, &ctx, unknown).await.expect_err("unknown catalogue");
         assert!(matches!(&err, StageError::Permanent(r) if r.contains("no items")), "{err}");
     }

@@ -10,7 +10,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use bytes::Bytes;
 use sightline_imaging::Limits;
-use sightline_messages::{Body, ImageTask, IngestItem, JobSpec, KIND_INGEST_ITEM, KIND_JOB, Location, STAGES, Source};
+use sightline_messages::annotations::{self, Annotations};
+use sightline_messages::options::JobOptions;
+use sightline_messages::{Body, ImageTask, IngestItem, JobSpec, KIND_INGEST_ITEM, KIND_JOB, Location, Source};
 use sightline_runtime::{Ctx, Effect, Input, Stage, StageError};
 use tracing::info;
 
@@ -83,21 +85,8 @@ impl Ingest {
     }
 }
 
-/// Checks a route: starts with ingest, names only known stages, no repeats.
-pub fn validate_route(route: &[String]) -> Result<(), String> {
-    if route.first().map(String::as_str) != Some(NAME) {
-        return Err(format!("route must start with {NAME:?}, got {route:?}"));
-    }
-    for (i, stage) in route.iter().enumerate() {
-        if !STAGES.contains(&stage.as_str()) {
-            return Err(format!("unknown stage {stage:?} in route (known: {})", STAGES.join(", ")));
-        }
-        if route[..i].contains(stage) {
-            return Err(format!("stage {stage:?} appears twice in the route"));
-        }
-    }
-    Ok(())
-}
+/// The route check lives with the job kinds and their routes in the message contract.
+pub use sightline_messages::options::validate_route;
 
 /// Splits a name relative to the source into (collection, name): the first path component is
 /// the collection when the name is nested, else the collection is `default`.
@@ -207,19 +196,19 @@ impl Ingest {
             size,
             route: item.route.clone(),
             hop: 0,
-            annotations: options_annotation(&item.options),
+            annotations: options_annotation(&item.options).map_err(|e| StageError::permanent(e.to_string()))?,
         };
         Ok(vec![Effect::forward(task, NAME)])
     }
 }
 
 /// The job's options as the `options` annotation later stages read (none when empty).
-fn options_annotation(options: &BTreeMap<String, String>) -> BTreeMap<String, serde_json::Value> {
-    let mut annotations = BTreeMap::new();
+fn options_annotation(options: &BTreeMap<String, String>) -> Result<Annotations, annotations::AnnotationError> {
+    let mut out = Annotations::new();
     if !options.is_empty() {
-        annotations.insert("options".to_owned(), serde_json::json!(options));
+        annotations::write(&mut out, &JobOptions(options.clone()))?;
     }
-    annotations
+    Ok(out)
 }
 
 #[async_trait]
@@ -246,20 +235,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn routes_are_checked() {
-        let r = |s: &[&str]| s.iter().map(|x| (*x).to_owned()).collect::<Vec<_>>();
-        assert!(validate_route(&r(&["ingest", "dedup"])).is_ok());
-        assert!(validate_route(&r(&["dedup"])).unwrap_err().contains("must start"));
-        assert!(validate_route(&r(&["ingest", "teleport"])).unwrap_err().contains("unknown stage"));
-        assert!(validate_route(&r(&["ingest", "dedup", "dedup"])).unwrap_err().contains("twice"));
-    }
-
-    #[test]
     fn job_options_become_the_options_annotation() {
-        assert!(options_annotation(&BTreeMap::new()).is_empty());
-        let options = BTreeMap::from([("dedup.scope".to_owned(), "crawl-2024".to_owned())]);
-        let a = options_annotation(&options);
-        assert_eq!(a["options"]["dedup.scope"], "crawl-2024");
+        assert!(options_annotation(&BTreeMap::new()).expect("none").is_empty());
+        let scope = sightline_messages::options::DEDUP_SCOPE;
+        let options = BTreeMap::from([(scope.to_owned(), "crawl-2024".to_owned())]);
+        let a = options_annotation(&options).expect("options");
+        let read: Option<JobOptions> = annotations::read(&a).expect("well formed");
+        assert_eq!(read.as_ref().and_then(|o| o.dedup_scope()), Some("crawl-2024"));
     }
 
     #[test]

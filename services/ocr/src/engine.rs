@@ -132,17 +132,7 @@ impl OcrConfig {
     }
 }
 
-/// One recognised line.
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
-pub struct TextLine {
-    /// The text.
-    pub text: String,
-    /// Recognition confidence (mean probability of the characters), 0..1.
-    pub score: f64,
-    /// Corners in image pixels: top-left, top-right, bottom-right, bottom-left.
-    #[serde(rename = "box")]
-    pub bbox: [FPoint; 4],
-}
+pub use sightline_messages::annotations::TextLine;
 
 /// Time spent per step of one call, in milliseconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]

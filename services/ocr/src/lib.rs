@@ -20,7 +20,6 @@ pub use sightline_vision::{cv, geometry};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
 use sightline_imaging::{ImageError, Limits};
 use sightline_inference::{ModelStore, Models, Runtime};
 use sightline_messages::ImageTask;
@@ -33,16 +32,9 @@ pub use price::{Price, PriceTag};
 /// The stage name.
 pub const NAME: &str = "ocr";
 
-/// What OCR finds on one image (the stage's annotation and the CLI's JSON).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct OcrOutput {
-    /// Lines in reading order.
-    pub lines: Vec<TextLine>,
-    /// Prices (price-tag fields), in reading order.
-    pub prices: Vec<Price>,
-    /// Product-name candidate.
-    pub product: Option<String>,
-}
+/// What OCR finds on one image (the stage's annotation and the CLI's JSON), typed in the
+/// message contract.
+pub type OcrOutput = sightline_messages::annotations::OcrOut;
 
 /// Why one image could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -268,9 +260,7 @@ impl ImageStage for Ocr {
             rec_ms = timings.rec_ms,
             "ocr done"
         );
-        let value =
-            serde_json::to_value(&output).map_err(|e| StageError::permanent(format!("encode ocr result: {e}")))?;
-        task.annotations.insert(NAME.to_owned(), value);
+        task.set_annotation(&output).map_err(|e| StageError::permanent(format!("encode ocr result: {e}")))?;
         Ok(vec![Effect::forward(task, NAME)])
     }
 

@@ -13,30 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::engine::TextLine;
 use sightline_vision::geometry::FPoint;
 
-/// One price found on the image.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Price {
-    /// The amount (decimal comma read as a point where the context says so).
-    pub amount: f64,
-    /// The digits as printed.
-    pub text: String,
-    /// ISO 4217 code when the mark is unambiguous in a price-tag context (`¥`/`元` → CNY,
-    /// `$` → USD, `€` → EUR, `£` → GBP, `円` → JPY); `kr` gives `null` (SEK, NOK, DKK or ISK).
-    pub currency: Option<String>,
-    /// The currency mark as printed.
-    pub symbol: Option<String>,
-    /// The price label (日常价, 券后价, 原价, 会员价, price...), from the line or a neighbour.
-    pub label: Option<String>,
-    /// "From" price (`起`, `from`).
-    pub from: bool,
-    /// Per-unit part (`斤`, `kg`, `500g`...), when the price is per unit.
-    pub unit: Option<String>,
-    /// Index of the line holding the amount (in `lines`).
-    pub line: usize,
-    /// Box of that line.
-    #[serde(rename = "box")]
-    pub bbox: [FPoint; 4],
-}
+pub use sightline_messages::annotations::Price;
 
 /// What a price tag says, beside its raw lines.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

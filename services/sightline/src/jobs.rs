@@ -92,20 +92,16 @@ pub fn progress(len: u64, what: &str) -> ProgressBar {
     bar
 }
 
-/// The route a job of `kind` follows unless one is given.
+/// The route a job of `kind` follows unless one is given (the message contract's
+/// [`sightline_messages::options::default_route`]).
 pub fn default_route(kind: &str) -> anyhow::Result<Vec<String>> {
-    let stages: &[&str] = match kind {
-        "ingest" | "run" => &["ingest"],
-        "dedup" => &["ingest", "dedup"],
-        "annotate" => &["ingest", "dedup", "detect", "embed", "cluster", "index"],
-        other => bail!("no default route for job kind {other:?}: pass --route"),
-    };
-    Ok(stages.iter().map(|s| (*s).to_owned()).collect())
+    sightline_messages::options::default_route(kind)
+        .with_context(|| format!("no default route for job kind {kind:?}: pass --route"))
 }
 
 /// A job's spec, after checking its route.
 pub fn spec(kind: String, route: Vec<String>, source: Source, job: Uuid) -> anyhow::Result<JobSpec> {
-    sightline_ingest::validate_route(&route).map_err(anyhow::Error::msg)?;
+    sightline_messages::options::validate_route(&route).map_err(anyhow::Error::msg)?;
     Ok(JobSpec { job_id: job, kind, route, source, options: Default::default(), submitted_at_ms: now_ms() })
 }
 

@@ -5,13 +5,19 @@
 //! body. Bodies are MessagePack with named fields. Within a kind, changes are additive only;
 //! a breaking change gets a new kind. Golden fixtures under `tests/golden/` pin the bytes.
 //!
+//! What stages find about an image travels in its annotations, one typed value per stage
+//! ([`annotations`]); job options, routes and the decisions of each job kind are in
+//! [`options`].
+//!
 //! Images never travel in messages: only storage keys do.
 
+pub mod annotations;
 mod body;
 mod meta;
 pub mod options;
 pub mod vector;
 
+pub use annotations::{Annotation, AnnotationError};
 pub use body::{
     Body, CollectionReady, ImageTask, IngestItem, ItemOutcome, ItemRecord, JobSpec, KIND_COLLECTION_READY, KIND_IMAGE,
     KIND_INGEST_ITEM, KIND_JOB, Location, Source, from_msgpack, to_msgpack,

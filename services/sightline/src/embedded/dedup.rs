@@ -22,6 +22,7 @@ use bytes::Bytes;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 use sightline_dedup::{Decision, Dedup, DedupConfig, Kind, NAME};
+use sightline_messages::annotations::DedupOut;
 use sightline_messages::{ItemOutcome, ItemRecord, JobSpec, Source};
 use sightline_runtime::embedded::Pipeline;
 use sightline_runtime::{Backends, RunnerSettings, Stage};
@@ -227,7 +228,7 @@ pub fn groups_from_records(job: Uuid, records: &[ItemRecord], files: impl IntoIt
     let mut decisions: BTreeMap<String, Option<Decision>> = BTreeMap::new();
     let mut failed = BTreeMap::new();
     for r in records {
-        let decision = r.annotations.get(NAME).and_then(|v| Decision::from_annotation(v, job));
+        let decision = r.annotation::<DedupOut>().ok().flatten().map(|d| Decision::from_annotation(&d, job));
         match (r.outcome, decision) {
             (ItemOutcome::Failed, _) | (_, None) => {
                 failed.insert(

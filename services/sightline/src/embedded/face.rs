@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use serde::Serialize;
 use sightline_face::persons::cluster;
-use sightline_face::{Face, FaceArgs, FaceEngine, FaceJson, decode_rgb};
+use sightline_face::{Face, FaceArgs, FaceEngine, FaceJson, decode_rgb, face_json};
 
 /// One file's result.
 #[derive(Serialize)]
@@ -58,7 +58,7 @@ pub async fn run(paths: Vec<PathBuf>, args: FaceArgs, json: bool, embeddings: bo
             match r {
                 Ok(faces) => FileFaces {
                     file,
-                    faces: faces.iter().map(|f| FaceJson::new(f, persons.next().flatten(), embeddings)).collect(),
+                    faces: faces.iter().map(|f| face_json(f, persons.next().flatten(), embeddings)).collect(),
                     error: None,
                 },
                 Err(e) => {

@@ -9,6 +9,7 @@ use std::path::Path;
 
 use anyhow::Context;
 use sightline_blob::BlobStore;
+use sightline_messages::annotations::{ClusterOut, DedupOut};
 use sightline_messages::{ItemOutcome, ItemRecord};
 use uuid::Uuid;
 
@@ -40,14 +41,14 @@ pub fn label_rows(records: &[ItemRecord]) -> Vec<LabelRow> {
     records
         .iter()
         .map(|r| {
-            let cluster = r.annotations.get("cluster").and_then(|c| c.get("cluster")).and_then(|c| c.as_u64());
-            let dedup = r.annotations.get("dedup");
+            let cluster = r.annotation::<ClusterOut>().ok().flatten().map(|c| u64::from(c.cluster));
+            let dedup = r.annotation::<DedupOut>().ok().flatten();
             let (label, duplicate_of) = match r.outcome {
                 ItemOutcome::Ok => ("product", None),
                 ItemOutcome::Duplicate => {
                     let of = dedup
-                        .and_then(|d| d.get("of"))
-                        .and_then(|o| o.as_str())
+                        .as_ref()
+                        .and_then(DedupOut::original)
                         .map(|o| o.strip_prefix(&format!("{}/", r.collection)).unwrap_or(o).to_owned());
                     ("duplicate", of)
                 }
@@ -270,9 +271,19 @@ mod tests {
     #[test]
     fn records_become_labels() {
         let mut ok = record(0, ItemOutcome::Ok);
-        ok.annotations.insert("cluster".into(), serde_json::json!({"cluster": 2, "label": "product"}));
+        let cluster = ClusterOut { cluster: 2, halo: false, label: "product".into(), reason: None };
+        ok.set_annotation(&cluster).expect("cluster");
         let mut dup = record(1, ItemOutcome::Duplicate);
-        dup.annotations.insert("dedup".into(), serde_json::json!({"status": "duplicate", "of": "milk/img0.jpg"}));
+        let of = DedupOut::Duplicate {
+            of: "milk/img0.jpg".into(),
+            of_item: 0,
+            of_job: None,
+            kind: sightline_messages::annotations::DuplicateKind::Exact,
+            distance: 0,
+            evidence: sightline_messages::annotations::Evidence::Bytes,
+            phash: "00".into(),
+        };
+        dup.set_annotation(&of).expect("dedup");
         let rows = label_rows(&[ok, dup, record(2, ItemOutcome::Filtered)]);
         assert_eq!((rows[0].label.as_str(), rows[0].cluster), ("product", Some(2)));
         assert_eq!((rows[1].label.as_str(), rows[1].duplicate_of.as_deref()), ("duplicate", Some("img0.jpg")));
