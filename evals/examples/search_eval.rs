@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use sightline::embedded::search::{self as search_cmd, Extractor, Features};
+use sightline::embedded::search::{self as search_cmd, Features, Photos};
 use sightline_index::search::{AnnIndex, AnnParams, DEFAULT_CANDIDATES, SearchOptions, exact_search};
 
 const DIM: usize = sightline_embed::DIM;
@@ -114,9 +114,9 @@ async fn features(a: &Args) -> anyhow::Result<Cache> {
     }
     let started = Instant::now();
     let config = sightline_embed::EmbedConfig { fit: a.fit, ..Default::default() };
-    let extractor = Extractor::load(true, a.crop, config).await?;
-    let catalog = extractor.folder(&a.data.join("catalog"), "catalogue", 0).await?;
-    let queries = extractor.folder(&a.data.join("queries"), "queries", a.zoom).await?;
+    let photos = Photos::new(true, a.crop, config)?;
+    let catalog = photos.folder(&a.data.join("catalog"), "catalogue", 0).await?;
+    let queries = photos.folder(&a.data.join("queries"), "queries", a.zoom).await?;
     eprintln!("embedded and read {} images in {:.0} s", catalog.len() + queries.len(), started.elapsed().as_secs_f64());
     let cache = Cache { catalog, queries };
     if let Some(dir) = a.cache.parent() {

@@ -2,6 +2,7 @@
 //! route, the upload of a folder, waiting with a progress bar, and the records and annotation
 //! outputs written after it.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -13,7 +14,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use sightline_blob::BlobStore;
 use sightline_coord::JobStatus;
 use sightline_messages::{ItemRecord, JobSpec, Source};
-use sightline_runtime::embedded::wait_for_job;
+use sightline_runtime::embedded::{JobRun, embedded_settings, run_job, wait_for_job};
+use sightline_runtime::{Backends, Stage};
 use uuid::Uuid;
 
 use crate::report::{self, csv_field};
@@ -112,19 +114,40 @@ pub async fn wait_with_bar(
     timeout: Option<Duration>,
 ) -> anyhow::Result<Option<JobStatus>> {
     let bar = progress(0, "processing");
-    let status = wait_for_job(
-        coord,
-        job,
-        |s| {
-            bar.set_length(s.total);
-            bar.set_position(s.finished);
-            bar.set_message(report::outcomes_line(s));
-        },
-        timeout,
-    )
-    .await?;
+    let status = wait_for_job(coord, job, |s| show_status(&bar, s), timeout).await?;
     bar.finish_and_clear();
     Ok(status)
+}
+
+/// Shows a job's progress on `bar`: finished of total, and the outcomes so far.
+pub fn show_status(bar: &ProgressBar, s: &JobStatus) {
+    bar.set_length(s.total);
+    bar.set_position(s.finished);
+    bar.set_message(report::outcomes_line(s));
+}
+
+/// Runs one job of `kind` in this process over the images already stored under the job's
+/// upload prefix `uploads/<job>/`, with a progress bar: [`run_job`] with the stages of
+/// `route` and the job `options`.
+pub async fn run_embedded_job(
+    backends: &Backends,
+    job: Uuid,
+    kind: &str,
+    route: Vec<String>,
+    options: BTreeMap<String, String>,
+    stages: Vec<Arc<dyn Stage>>,
+) -> anyhow::Result<JobRun> {
+    let mut spec = spec(kind.into(), route, Source::S3Prefix { prefix: upload_prefix(job) }, job)?;
+    spec.options = options;
+    let bar = progress(0, "processing");
+    let run = run_job(backends, stages, Vec::new(), &spec, embedded_settings(), |s| show_status(&bar, s)).await;
+    bar.finish_and_clear();
+    Ok(run?)
+}
+
+/// Where a job's uploaded images are stored: `uploads/<job>/`.
+pub fn upload_prefix(job: Uuid) -> String {
+    format!("uploads/{job}/")
 }
 
 /// Writes `labels.csv` and `report.html` for an annotation job, and says where.

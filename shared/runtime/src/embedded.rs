@@ -132,14 +132,16 @@ pub fn embedded_settings() -> RunnerSettings {
 }
 
 /// Runs one job in this process, the way every embedded command and test does: stores
-/// `inputs` (relative name, bytes) under the job's source prefix, starts a runner per stage,
-/// submits `spec`, waits for the job (calling `progress` on every change), stops the runners
-/// and reads the records back. Inputs may be empty when the caller stored them already.
+/// `inputs` (relative name, bytes) under the job's source prefix, starts a runner per stage
+/// (with `settings`, usually [`embedded_settings`]), submits `spec`, waits for the job
+/// (calling `progress` on every change), stops the runners and reads the records back.
+/// Inputs may be empty when the caller stored them already.
 pub async fn run_job(
     backends: &Backends,
     stages: Vec<Arc<dyn Stage>>,
     inputs: Vec<(String, Bytes)>,
     spec: &JobSpec,
+    settings: RunnerSettings,
     progress: impl FnMut(&JobStatus),
 ) -> Result<JobRun, JobError> {
     if !inputs.is_empty() {
@@ -152,7 +154,7 @@ pub async fn run_job(
         }
     }
     let started = Instant::now();
-    let pipeline = Pipeline::start(backends.clone(), stages, embedded_settings());
+    let pipeline = Pipeline::start(backends.clone(), stages, settings);
     let waited = async {
         submit_job(backends.bus.as_ref(), spec).await?;
         pipeline.wait(spec.job_id, progress).await?.ok_or(JobError::Vanished(spec.job_id))
@@ -182,7 +184,7 @@ mod tests {
             submitted_at_ms: 0,
         };
         let inputs = vec![("c/a.jpg".to_owned(), Bytes::from_static(b"x"))];
-        let err = run_job(&backends, vec![], inputs, &spec, |_| {}).await.expect_err("refused");
+        let err = run_job(&backends, vec![], inputs, &spec, embedded_settings(), |_| {}).await.expect_err("refused");
         assert!(matches!(err, JobError::NotAPrefix), "{err}");
         assert!(backends.blob.list("").await.expect("list").is_empty(), "nothing stored");
     }

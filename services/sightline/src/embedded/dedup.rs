@@ -24,11 +24,11 @@ use serde::Serialize;
 use sightline_dedup::{Decision, Dedup, DedupConfig, Kind, NAME};
 use sightline_messages::annotations::DedupOut;
 use sightline_messages::{ItemOutcome, ItemRecord, JobSpec, Source};
-use sightline_runtime::embedded::Pipeline;
+use sightline_runtime::embedded::run_job;
 use sightline_runtime::{Backends, RunnerSettings, Stage};
 use uuid::Uuid;
 
-use crate::jobs::now_ms;
+use crate::jobs::{now_ms, upload_prefix};
 use crate::report::csv_field;
 use crate::walk::{Found, Walk};
 
@@ -173,7 +173,7 @@ pub async fn run_folder(
     let backends = Backends::embedded(storage.path()).context("set up embedded storage")?;
     let files = Walk { hidden: true, follow_links: false }.files(dir)?;
     let job = Uuid::new_v4();
-    let prefix = format!("uploads/{job}/");
+    let prefix = upload_prefix(job);
     let started = Instant::now();
     let mut failed = BTreeMap::new();
     let total = files.len() as u64;
@@ -194,7 +194,6 @@ pub async fn run_folder(
     let stages: Vec<Arc<dyn Stage>> = vec![Arc::new(ingest), Arc::new(dedup)];
     // Retry quickly: a copy waiting for its original retries within the run.
     let settings = RunnerSettings { retry_base_ms: 200, retry_max_ms: 2000, ..RunnerSettings::default() };
-    let pipeline = Pipeline::start(backends.clone(), stages, settings);
     let spec = JobSpec {
         job_id: job,
         kind: NAME.to_owned(),
@@ -203,15 +202,12 @@ pub async fn run_folder(
         options: BTreeMap::new(),
         submitted_at_ms: now_ms(),
     };
-    sightline_runtime::runner::submit_job(backends.bus.as_ref(), &spec).await.context("submit job")?;
-    let status = pipeline
-        .wait(job, |s| progress(Progress { done: s.finished, total: s.total, uploading: false }))
-        .await
-        .context("wait for the job")?;
-    let records =
-        sightline_runtime::records::read_records(backends.blob.as_ref(), job).await.context("read results")?;
-    pipeline.stop().await;
-    anyhow::ensure!(status.is_some(), "the job vanished");
+    let run = run_job(&backends, stages, Vec::new(), &spec, settings, |s| {
+        progress(Progress { done: s.finished, total: s.total, uploading: false })
+    })
+    .await
+    .context("run the dedup job")?;
+    let records = run.records;
     let seconds = started.elapsed().as_secs_f64();
 
     let mut report = groups_from_records(job, &records, files.iter().map(|f| f.name.clone()));

@@ -13,13 +13,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use sightline_messages::{STAGES, Source};
-use sightline_runtime::embedded::Pipeline;
-use sightline_runtime::runner::submit_job;
-use sightline_runtime::{Backends, RunnerSettings, Stage, records};
+use sightline_messages::STAGES;
+use sightline_runtime::{Backends, Stage};
 use uuid::Uuid;
 
-use crate::jobs::{annotate_outputs, spec, upload_dir, wait_with_bar, write_outputs};
+use crate::jobs::{annotate_outputs, run_embedded_job, upload_dir, upload_prefix, write_outputs};
 use crate::report;
 
 /// The model store and ONNX Runtime every model stage of this process shares, after checking
@@ -64,31 +62,25 @@ fn stage_for(name: &str) -> anyhow::Result<Arc<dyn Stage>> {
 /// `sightline run`: the embedded mode over a folder.
 pub async fn run_embedded(dir: &Path, out: &Path, kind: &str, route: Vec<String>, json: bool) -> anyhow::Result<i32> {
     let job = Uuid::new_v4();
-    let spec = spec(kind.into(), route.clone(), Source::S3Prefix { prefix: format!("uploads/{job}/") }, job)?;
     let stages = route.iter().map(|s| stage_for(s)).collect::<anyhow::Result<Vec<_>>>()?;
     let storage = out.join("storage");
     let backends = Backends::embedded(&storage).context("open local storage")?;
     let started = std::time::Instant::now();
-    let uploaded = upload_dir(backends.blob.clone(), dir, &format!("uploads/{job}/"), kind == "annotate").await?;
-    let settings = RunnerSettings { retry_base_ms: 50, retry_max_ms: 500, ..RunnerSettings::default() };
-    let pipeline = Pipeline::start(backends.clone(), stages, settings);
-    submit_job(backends.bus.as_ref(), &spec).await.context("submit job")?;
-    let status = wait_with_bar(backends.coord.as_ref(), job, None).await?.context("job vanished")?;
-    pipeline.stop().await;
+    let uploaded = upload_dir(backends.blob.clone(), dir, &upload_prefix(job), kind == "annotate").await?;
+    let run = run_embedded_job(&backends, job, kind, route.clone(), Default::default(), stages).await?;
     let elapsed = started.elapsed();
-    let records = records::read_records(backends.blob.as_ref(), job).await.context("read records")?;
-    write_outputs(out, &records)?;
+    write_outputs(out, &run.records)?;
     if route.iter().any(|s| s == "cluster") {
-        annotate_outputs(out, backends.blob.as_ref(), job, &records).await?;
+        annotate_outputs(out, backends.blob.as_ref(), job, &run.records).await?;
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&records)?);
+        println!("{}", serde_json::to_string_pretty(&run.records)?);
     } else {
-        report::print_records(&records);
+        report::print_records(&run.records);
         eprintln!(
             "{} files, {} in {:.1}s ({:.1} images/s); records in {}",
             uploaded,
-            report::outcomes_line(&status),
+            report::outcomes_line(&run.status),
             elapsed.as_secs_f64(),
             uploaded as f64 / elapsed.as_secs_f64().max(1e-9),
             out.display()

@@ -1,20 +1,23 @@
-//! `sightline search --catalog DIR --queries DIR`: search by photo in this process. Every image
-//! is embedded with the embed stage's model and preprocessing, on detect's main-subject crop
-//! unless `--no-crop`, and read with the OCR stage's engine unless `--no-ocr`; the catalogue
-//! goes into a [`SearchIndex`] (exact below `--ann-min` items, HNSW above), and each query gets
-//! its best catalogue items. A query is searched with the mean of two views: its crop and a
-//! zoomed-in view of it (`--query-zoom` percent off each side; docs/search.md).
+//! `sightline search --catalog DIR --queries DIR`: search by photo in this process. Each folder
+//! is one job through the real stages in the embedded mode ([`Photos`]: ingest → detect → embed
+//! → ocr, the route of the search API's catalogue and query jobs; detect's main-subject crop
+//! unless `--no-crop`, OCR unless `--no-ocr`); the catalogue goes into a [`SearchIndex`] (exact
+//! below `--ann-min` items, HNSW above), and each query gets its best catalogue items. A query
+//! is searched with the mean of two views: its crop and a zoomed-in view of it (`--query-zoom`
+//! percent off each side, the job option `embed.zoom`; docs/search.md).
 //!
 //! With `--logo`, logo search: the catalogue is logo images, and each query is searched with
 //! the embeddings of its candidate regions from the detect stage ([`sightline_index::logo`],
 //! docs/logos.md).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
+use bytes::Bytes;
 use futures::StreamExt;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use serde::Serialize;
 use sightline_embed::{EmbedConfig, Embedder, Fit};
 use sightline_imaging::Limits;
@@ -22,8 +25,14 @@ use sightline_index::search::{
     AnnParams, CatalogItem, DEFAULT_ANN_MIN, DEFAULT_CANDIDATES, DEFAULT_TEXT_WEIGHT, SearchIndex, SearchOptions,
 };
 use sightline_inference::ModelStore;
+use sightline_messages::annotations::{EmbedOut, OcrOut};
+use sightline_messages::options::{EMBED_ZOOM, JOB_CATALOG, JOB_SEARCH, kind_options};
+use sightline_messages::{ItemOutcome, ItemRecord};
 use sightline_ocr::{OcrArgs, OcrEngine};
+use sightline_runtime::{Backends, Stage};
+use uuid::Uuid;
 
+use crate::jobs::{progress, run_embedded_job, upload_prefix};
 use crate::walk::{Walk, has_extension};
 
 /// Which candidate regions of a query logo search embeds (`--logo-regions`).
@@ -180,13 +189,128 @@ pub fn image_files(dir: &Path) -> anyhow::Result<Vec<(PathBuf, String)>> {
     Ok(out)
 }
 
-/// The embedding model and, unless OCR is off, the OCR engine, loaded once per process.
+/// Search-by-photo features through the real stages: each folder is one job in this process
+/// (embedded mode) routed ingest → detect (main-subject crop; unless `crop` is off) → embed →
+/// ocr (unless `ocr` is off), exactly as the search API's catalogue and query jobs are, and
+/// each image's features are read from its record: the embedding(s) the embed stage stored
+/// and the OCR stage's lines.
+pub struct Photos {
+    ocr: bool,
+    crop: bool,
+    config: EmbedConfig,
+}
+
+impl Photos {
+    /// Checks that the models these stages need are there (`models/fetch.sh`).
+    pub fn new(ocr: bool, crop: bool, config: EmbedConfig) -> anyhow::Result<Self> {
+        let mut models: Vec<&str> = sightline_embed::MODELS.to_vec();
+        if crop {
+            models.extend(sightline_detect::MODELS);
+        }
+        if ocr {
+            models.extend(sightline_ocr::MODELS);
+        }
+        super::model_store(&models)?;
+        Ok(Self { ocr, crop, config })
+    }
+
+    /// The route of a search job with these settings.
+    fn route(&self) -> Vec<String> {
+        let wanted = |s: &str| (s != "detect" || self.crop) && (s != "ocr" || self.ocr);
+        ["ingest", "detect", "embed", "ocr"].into_iter().filter(|s| wanted(s)).map(str::to_owned).collect()
+    }
+
+    /// The features of every image under `dir`, in name order, with a progress bar on stderr:
+    /// one job of kind `catalog` (`zoom` 0) or `search` (a query's zoomed-in view, `zoom`
+    /// percent off each side, through the job option `embed.zoom`).
+    pub async fn folder(&self, dir: &Path, what: &str, zoom: u32) -> anyhow::Result<Vec<Features>> {
+        let files = image_files(dir)?;
+        let storage = tempfile::tempdir().context("create temporary storage")?;
+        let backends = Backends::embedded(storage.path()).context("open temporary storage")?;
+        let job = Uuid::new_v4();
+        // One collection for the whole folder: record names stay the paths relative to `dir`.
+        let prefix = format!("{}{FOLDER}/", upload_prefix(job));
+        let bar = progress(files.len() as u64, what);
+        for (path, name) in &files {
+            let bytes = tokio::fs::read(path).await.with_context(|| format!("read {}", path.display()))?;
+            backends
+                .blob
+                .put(&format!("{prefix}{name}"), Bytes::from(bytes))
+                .await
+                .with_context(|| format!("store {name}"))?;
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        let kind = if zoom > 0 { JOB_SEARCH } else { JOB_CATALOG };
+        let mut options = kind_options(kind);
+        if zoom > 0 {
+            options.insert(EMBED_ZOOM.to_owned(), zoom.to_string());
+        }
+        let store = super::model_store(&[])?;
+        let stages: Vec<Arc<dyn Stage>> = self
+            .route()
+            .iter()
+            .map(|name| match name.as_str() {
+                "embed" => Ok(Arc::new(sightline_embed::Embed::new(self.config, store.clone())) as Arc<dyn Stage>),
+                other => super::stage_for(other),
+            })
+            .collect::<anyhow::Result<_>>()?;
+        let run = run_embedded_job(&backends, job, kind, self.route(), options, stages).await?;
+        let mut by_name: BTreeMap<String, Features> = BTreeMap::new();
+        for record in &run.records {
+            let name = record.name.strip_prefix(&format!("{FOLDER}/")).unwrap_or(&record.name).to_owned();
+            let features = match record_features(backends.blob.as_ref(), record).await {
+                Ok((vector, zoom, text)) => Features { name: name.clone(), vector, zoom, text, error: None },
+                Err(e) => Features::failed(name.clone(), &e),
+            };
+            by_name.insert(name, features);
+        }
+        Ok(files
+            .into_iter()
+            .map(|(_, name)| {
+                by_name.remove(&name).unwrap_or_else(|| Features::failed(name, &anyhow::anyhow!("no record")))
+            })
+            .collect())
+    }
+}
+
+/// The collection every image of a search job is stored under.
+const FOLDER: &str = "images";
+
+/// An image's features from its record: the embed stage's vector (and zoomed-in view's), the
+/// OCR stage's lines joined by spaces; the record's reason when the image left the route early.
+async fn record_features(
+    blob: &dyn sightline_blob::BlobStore,
+    record: &ItemRecord,
+) -> anyhow::Result<(Vec<f32>, Vec<f32>, String)> {
+    if record.outcome != ItemOutcome::Ok {
+        bail!("{}: {}", record.outcome.as_str(), record.reason.as_deref().unwrap_or("no reason given"));
+    }
+    let embed = record.annotation::<EmbedOut>()?.context("no embedding recorded")?;
+    let read = |key: String| async move {
+        let bytes = blob.get(&key).await.with_context(|| format!("read embedding {key}"))?;
+        sightline_embed::from_le_bytes(&bytes).with_context(|| format!("embedding {key} is not f32s"))
+    };
+    let vector = read(embed.key).await?;
+    let zoom = match embed.zoom_key {
+        Some(key) => read(key).await?,
+        None => Vec::new(),
+    };
+    let text = match record.annotation::<OcrOut>()? {
+        Some(ocr) => ocr.lines.iter().map(|l| l.text.as_str()).collect::<Vec<_>>().join(" "),
+        None => String::new(),
+    };
+    Ok((vector, zoom, text))
+}
+
+/// Logo search's models, loaded once per process: the embedding model (regions are embedded
+/// as the embed stage embeds an image), detect's analysis (the regions) and, unless OCR is
+/// off, the OCR engine (the brand's name).
 pub struct Extractor {
     embedder: Arc<Embedder>,
     ocr: Option<Arc<OcrEngine>>,
     detect: Option<Arc<sightline_detect::Analyzer>>,
     limits: Limits,
-    fit: Fit,
 }
 
 impl Extractor {
@@ -218,66 +342,7 @@ impl Extractor {
         })
         .await
         .context("load models")??;
-        Ok(Self { embedder, ocr, detect, limits: config.limits, fit: config.fit })
-    }
-
-    /// Embeds (and reads) one image as the embed and OCR stages do; with `zoom` > 0 also embeds
-    /// the crop with `zoom` percent cut off each side (for a query).
-    pub async fn features(&self, path: PathBuf, name: String, zoom: u32) -> Features {
-        match self.try_features(path, &name, zoom).await {
-            Ok((vector, zoom, text)) => Features { name, vector, zoom, text, error: None },
-            Err(e) => Features::failed(name, &e),
-        }
-    }
-
-    async fn try_features(&self, path: PathBuf, name: &str, zoom: u32) -> anyhow::Result<(Vec<f32>, Vec<f32>, String)> {
-        let bytes = Arc::new(tokio::fs::read(&path).await.with_context(|| format!("read {}", path.display()))?);
-        let (b, n, limits, fit, detect) = (bytes.clone(), name.to_owned(), self.limits, self.fit, self.detect.clone());
-        let (tensor, zoomed) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-            let (_, img) = sightline_imaging::decode(&b, Some(&n), &limits).context("decode image")?;
-            let rgb = img.to_rgb8();
-            let crop = match detect {
-                Some(d) => {
-                    let (found, _) = d.analyse(&rgb).context("find the main subject")?;
-                    (!found.crop_full).then_some(found.crop)
-                }
-                None => None,
-            };
-            let prepared = sightline_embed::prepare(&rgb, crop, fit).context("prepare image")?;
-            let zoomed = match zoom {
-                0 => None,
-                pct => {
-                    let inner = sightline_embed::zoom_crop(crop, rgb.width(), rgb.height(), pct);
-                    let prepared = sightline_embed::prepare(&rgb, Some(inner), fit).context("prepare zoom")?;
-                    Some(sightline_embed::input_tensor(&prepared))
-                }
-            };
-            Ok((sightline_embed::input_tensor(&prepared), zoomed))
-        })
-        .await
-        .context("prepare task")??;
-        let vector = self.embedder.embed(tensor).await.map_err(anyhow::Error::msg).context("embed")?;
-        let zoom = match zoomed {
-            Some(t) => self.embedder.embed(t).await.map_err(anyhow::Error::msg).context("embed zoom")?,
-            None => Vec::new(),
-        };
-        let text = match &self.ocr {
-            None => String::new(),
-            Some(engine) => {
-                let (engine, n, limits) = (engine.clone(), name.to_owned(), self.limits);
-                tokio::task::spawn_blocking(move || engine.read_bytes(&bytes, Some(&n), &limits))
-                    .await
-                    .context("ocr task")?
-                    .context("read text")?
-                    .0
-                    .lines
-                    .iter()
-                    .map(|l| l.text.as_str())
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            }
-        };
-        Ok((vector, zoom, text))
+        Ok(Self { embedder, ocr, detect, limits: config.limits })
     }
 
     /// Decodes one image and runs the detect stage's analysis on it: the image and the value
@@ -344,34 +409,6 @@ impl Extractor {
             .await
             .map_err(anyhow::Error::msg)
             .context("embed regions")
-    }
-
-    /// The features of every image under `dir`, in name order, with a progress bar on stderr;
-    /// `zoom` as in [`features`](Self::features).
-    pub async fn folder(&self, dir: &Path, what: &str, zoom: u32) -> anyhow::Result<Vec<Features>> {
-        let files = image_files(dir)?;
-        let bar = ProgressBar::new(files.len() as u64);
-        bar.set_style(
-            ProgressStyle::with_template("{spinner} {msg:10} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
-        );
-        bar.set_message(what.to_owned());
-        // Two at a time: one image's OCR overlaps the other's decoding and embedding.
-        let out = futures::stream::iter(files)
-            .map(|(path, name)| {
-                let bar = bar.clone();
-                async move {
-                    let f = self.features(path, name, zoom).await;
-                    bar.inc(1);
-                    f
-                }
-            })
-            .buffered(2)
-            .collect()
-            .await;
-        bar.finish_and_clear();
-        Ok(out)
     }
 }
 
@@ -581,9 +618,9 @@ pub async fn run(args: SearchArgs) -> anyhow::Result<i32> {
     // Fail on an empty or missing folder before spending seconds loading models.
     image_files(&args.catalog)?;
     image_files(&args.queries)?;
-    let extractor = Extractor::load(!args.no_ocr, !args.no_crop, args.embed.clone().into()).await?;
-    let catalog = extractor.folder(&args.catalog, "catalogue", 0).await?;
-    let queries = extractor.folder(&args.queries, "queries", args.query_zoom).await?;
+    let photos = Photos::new(!args.no_ocr, !args.no_crop, args.embed.clone().into())?;
+    let catalog = photos.folder(&args.catalog, "catalogue", 0).await?;
+    let queries = photos.folder(&args.queries, "queries", args.query_zoom).await?;
     let failed = catalog.iter().chain(&queries).any(|f| f.error.is_some());
     let ann_min = args.ann_min;
     let index = tokio::task::spawn_blocking(move || build_index(&catalog, ann_min)).await.context("index task")??;

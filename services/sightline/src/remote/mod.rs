@@ -12,7 +12,7 @@ use sightline_runtime::runner::submit_job;
 use sightline_runtime::{Backends, CommonArgs, records};
 use uuid::Uuid;
 
-use crate::jobs::{annotate_outputs, spec, upload_dir, wait_with_bar, write_outputs};
+use crate::jobs::{annotate_outputs, spec, upload_dir, upload_prefix, wait_with_bar, write_outputs};
 use crate::report;
 
 /// Where a submitted job's images come from.
@@ -42,7 +42,7 @@ pub async fn submit(
     let job = Uuid::new_v4();
     let source = match source {
         SubmitSource::Dir(dir) => {
-            let prefix = format!("uploads/{job}/");
+            let prefix = upload_prefix(job);
             let n = upload_dir(backends.blob.clone(), &dir, &prefix, kind == "annotate").await?;
             if !json {
                 eprintln!("uploaded {n} files to {prefix}");
