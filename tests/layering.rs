@@ -1,7 +1,8 @@
 //! The dependency rule (`ARCHITECTURE.md`), checked on every test run: dependencies point down.
 //!
 //! - A stage crate (`services/<stage>`) depends on no other `services/*` crate, as a normal,
-//!   dev or build dependency; only the CLI (`services/sightline`) depends on the stages.
+//!   dev or build dependency; among `services/*`, only the CLI (`services/sightline`) depends
+//!   on the stages (above them, so do `evals` and the workspace tests, `tests`).
 //! - No crate under `shared/`, and not the test support crate (`tests/support`), depends on a
 //!   `services/*` crate.
 //! - No `.rs` file compiles a file of another crate in with `#[path]`: code worth sharing gets

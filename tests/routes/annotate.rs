@@ -5,8 +5,9 @@ use std::sync::Arc;
 use sightline_embed::{DIM, Embed, EmbedConfig};
 use sightline_inference::{Manifest, ModelStore, models_dir_from_env};
 use sightline_messages::ItemOutcome;
+use sightline_messages::annotations::{DetectOut, EmbedOut};
 use sightline_runtime::Stage;
-use sightline_test_support::{EmbeddedJob, models_available, quick_retries, sample_truth};
+use sightline_test_support::{EmbeddedJob, models_available, sample_truth};
 
 use crate::MODELS_REQUIRED;
 
@@ -23,7 +24,7 @@ async fn the_embedded_pipeline_runs_ingest_detect_embed_over_the_sample() {
         Arc::new(sightline_detect::Detect::new(Default::default(), models.clone())),
         Arc::new(Embed::new(EmbedConfig::default(), models)),
     ];
-    let run = EmbeddedJob::run(stages, "annotate", &["ingest", "detect", "embed"], files, quick_retries()).await;
+    let run = EmbeddedJob::run(stages, "annotate", &["ingest", "detect", "embed"], files).await;
     assert_eq!(run.status.finished, truth.len() as u64);
 
     assert_eq!(run.records.len(), truth.len(), "one record per image");
@@ -39,10 +40,11 @@ async fn the_embedded_pipeline_runs_ingest_detect_embed_over_the_sample() {
             }
             ItemOutcome::Ok => {
                 assert_eq!(r.stage, "embed");
-                let key = r.annotations["embed"]["key"].as_str().expect("embed key");
-                let meta = run.backends.blob.head(key).await.expect("head").expect("embedding stored");
+                let embed: EmbedOut = r.annotation().expect("embed annotation").expect("embedded");
+                let meta = run.backends.blob.head(&embed.key).await.expect("head").expect("embedding stored");
                 assert_eq!(meta.size, (DIM * 4) as u64);
-                assert!(r.annotations["detect"]["nsfw"].is_number(), "moderation score on every image");
+                let detect: Option<DetectOut> = r.annotation().expect("detect annotation");
+                assert!(detect.is_some(), "moderation score on every image");
             }
             other => panic!("{}: unexpected outcome {other:?} ({:?})", r.name, r.reason),
         }

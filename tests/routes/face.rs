@@ -6,8 +6,9 @@ use sightline_face::FaceStage;
 use sightline_face::engine::{EngineConfig, FaceEngine};
 use sightline_face::persons::PersonConfig;
 use sightline_imaging::Limits;
-use sightline_runtime::{RunnerSettings, Stage};
-use sightline_test_support::{EmbeddedJob, fixture, loaded_or_skip, quick_retries};
+use sightline_messages::annotations::FaceOut;
+use sightline_runtime::Stage;
+use sightline_test_support::{EmbeddedJob, fixture, loaded_or_skip};
 
 use crate::MODELS_REQUIRED;
 
@@ -26,18 +27,16 @@ async fn an_embedded_job_through_ingest_and_face() {
         Arc::new(sightline_ingest::Ingest::new(Default::default()).expect("ingest")),
         Arc::new(FaceStage::new(Arc::new(engine), PersonConfig::default(), Limits::default())),
     ];
-    let settings = RunnerSettings { prefetch: 2, ..quick_retries() };
-    let run = EmbeddedJob::run(stages, "face", &["ingest", "face"], files, settings).await;
+    let run = EmbeddedJob::run(stages, "face", &["ingest", "face"], files).await;
     assert_eq!(run.status.outcomes.get("ok"), Some(&6), "{:?}", run.status);
-    let faces = |name: &str| run.annotation(name, "face");
-    assert_eq!(faces("group.jpg")["count"], 3);
-    assert_eq!(faces("product.jpg")["count"], 0);
-    assert_eq!(faces("product.jpg")["faces"], serde_json::json!([]));
-    let person = |name: &str| faces(name)["faces"][0]["person"].as_u64().expect("person");
+    let faces = |name: &str| run.annotation::<FaceOut>(name);
+    assert_eq!(faces("group.jpg").count, 3);
+    assert_eq!(faces("product.jpg").count, 0);
+    assert!(faces("product.jpg").faces.is_empty());
+    let person = |name: &str| faces(name).faces[0].person.expect("person");
     assert_eq!(person("salley_1.jpg"), person("salley_2.jpg"));
     assert_eq!(person("simm_1.jpg"), person("simm_2.jpg"));
     assert_ne!(person("salley_1.jpg"), person("simm_1.jpg"));
-    let group_persons: Vec<u64> =
-        faces("group.jpg")["faces"].as_array().expect("faces").iter().filter_map(|f| f["person"].as_u64()).collect();
+    let group_persons: Vec<u64> = faces("group.jpg").faces.iter().filter_map(|f| f.person).collect();
     assert!(!group_persons.contains(&person("salley_1.jpg")), "strangers are not the portrait's man");
 }

@@ -3,9 +3,10 @@
 use std::sync::Arc;
 
 use sightline_imaging::Limits;
+use sightline_messages::annotations::OcrOut;
 use sightline_ocr::{EngineOptions, Ocr, OcrConfig, OcrEngine};
-use sightline_runtime::{RunnerSettings, Stage};
-use sightline_test_support::{EmbeddedJob, fixture, loaded_or_skip, quick_retries};
+use sightline_runtime::Stage;
+use sightline_test_support::{EmbeddedJob, fixture, loaded_or_skip};
 
 use crate::MODELS_REQUIRED;
 
@@ -21,9 +22,8 @@ async fn an_embedded_job_through_ingest_and_ocr() {
         Arc::new(sightline_ingest::Ingest::new(Default::default()).expect("ingest")),
         Arc::new(Ocr::with_engine(Arc::new(engine), Limits::default())),
     ];
-    let settings = RunnerSettings { prefetch: 2, ..quick_retries() };
-    let run = EmbeddedJob::run(stages, "ocr", &["ingest", "ocr"], files, settings).await;
+    let run = EmbeddedJob::run(stages, "ocr", &["ingest", "ocr"], files).await;
     assert_eq!(run.status.outcomes.get("ok"), Some(&3), "{:?}", run.status);
-    assert_eq!(run.annotation("20457890_2399557098.jpg", "ocr")["lines"][0]["text"], "就会哈哈大笑。3.0");
-    assert_eq!(run.annotation("ch_en_num.jpg", "ocr")["prices"].as_array().map(Vec::len), Some(3));
+    assert_eq!(run.annotation::<OcrOut>("20457890_2399557098.jpg").lines[0].text, "就会哈哈大笑。3.0");
+    assert_eq!(run.annotation::<OcrOut>("ch_en_num.jpg").prices.len(), 3);
 }

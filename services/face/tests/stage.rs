@@ -19,6 +19,7 @@ use sightline_face::persons::{PersonConfig, cluster};
 use sightline_face::{FaceStage, decode_rgb};
 use sightline_imaging::Limits;
 use sightline_messages::ImageTask;
+use sightline_messages::annotations::FaceOut;
 use sightline_runtime::{Ctx, Effect, Stage, StageError};
 use sightline_test_support::{Item, StageEnv, finished_annotation, input, loaded_or_skip};
 use uuid::Uuid;
@@ -132,8 +133,8 @@ async fn task(ctx: &Ctx, job: Uuid, item: u64, name: &str, bytes: Vec<u8>) -> Im
     Item { job, item, collection: "default", name, route: &route }.store(ctx, bytes).await
 }
 
-fn annotations(effects: &[Effect]) -> serde_json::Value {
-    finished_annotation(effects, "face")
+fn annotations(effects: &[Effect]) -> FaceOut {
+    finished_annotation(effects)
 }
 
 /// Stores the fixtures `names` as items 0, 1, ... of a new job.
@@ -157,14 +158,14 @@ async fn the_handler_is_idempotent_and_dead_letters_corrupt_images() {
     let first = annotations(&stage.handle(ctx, input(&t[0])).await.expect("handle"));
     let again = annotations(&stage.handle(ctx, input(&t[0])).await.expect("handle again"));
     assert_eq!(first, again, "a repeated message gives the same faces and persons");
-    let p0 = &first["faces"][0]["person"];
-    assert_eq!(p0, 1);
+    let p0 = first.faces[0].person;
+    assert_eq!(p0, Some(1));
     let same = annotations(&stage.handle(ctx, input(&t[1])).await.expect("handle"));
-    assert_eq!(&same["faces"][0]["person"], p0, "the same man in another image");
+    assert_eq!(same.faces[0].person, p0, "the same man in another image");
     let other = annotations(&stage.handle(ctx, input(&t[2])).await.expect("handle"));
-    assert_eq!(other["faces"][0]["person"], 2);
+    assert_eq!(other.faces[0].person, Some(2));
     // The embeddings are stored next to the job.
-    let key = first["embeddings"].as_str().expect("embeddings key");
+    let key = first.embeddings.as_deref().expect("embeddings key");
     let stored: serde_json::Value =
         serde_json::from_slice(&ctx.blob.get(key).await.expect("faces file")).expect("json");
     assert_eq!(stored["faces"][0]["embedding"].as_array().map(Vec::len), Some(512));
@@ -191,12 +192,12 @@ async fn two_workers_at_once_agree_on_persons() {
     // way round. (The race on the gallery itself is forced in `gallery.rs`'s unit tests.)
     let (r0, r2) = tokio::join!(a.handle(ctx, input(&t[0])), b.handle(ctx, input(&t[2])));
     let (r3, r1) = tokio::join!(a.handle(ctx, input(&t[3])), b.handle(ctx, input(&t[1])));
-    let person = |r: Result<Vec<Effect>, StageError>| annotations(&r.expect("handle"))["faces"][0]["person"].clone();
+    let person = |r: Result<Vec<Effect>, StageError>| annotations(&r.expect("handle")).faces[0].person;
     let (p0, p1, p2, p3) = (person(r0), person(r1), person(r2), person(r3));
     assert_ne!(p0, p2, "two men handled concurrently are two persons");
     assert_eq!(p0, p1, "each man keeps his person across workers");
     assert_eq!(p2, p3);
-    let mut ids = vec![p0.as_u64().expect("id"), p2.as_u64().expect("id")];
+    let mut ids = vec![p0.expect("id"), p2.expect("id")];
     ids.sort_unstable();
     assert_eq!(ids, vec![1, 2], "ids are dense from 1");
 }

@@ -14,6 +14,7 @@ use std::sync::{Arc, OnceLock};
 
 use sightline_imaging::Limits;
 use sightline_messages::ImageTask;
+use sightline_messages::annotations::OcrOut;
 use sightline_ocr::cv::Bgr;
 use sightline_ocr::{EngineOptions, Ocr, OcrConfig, OcrEngine};
 use sightline_runtime::{Ctx, Stage, StageError};
@@ -115,12 +116,12 @@ async fn the_handler_is_idempotent_and_dead_letters_corrupt_images() {
     let ctx = &env.ctx;
     let stage = Ocr::with_engine(engine, Limits::default());
     let t = task(ctx, Uuid::new_v4(), "helloworld.jpg", fixture("helloworld.jpg")).await;
-    let first = finished_annotation(&stage.handle(ctx, input(&t)).await.expect("handle"), "ocr");
-    let again = finished_annotation(&stage.handle(ctx, input(&t)).await.expect("handle again"), "ocr");
+    let first: OcrOut = finished_annotation(&stage.handle(ctx, input(&t)).await.expect("handle"));
+    let again: OcrOut = finished_annotation(&stage.handle(ctx, input(&t)).await.expect("handle again"));
     assert_eq!(first, again);
-    assert_eq!(first["lines"][0]["text"], "Hello world!你好世界");
-    assert_eq!(first["lines"][0]["box"].as_array().map(Vec::len), Some(4));
-    assert_eq!(first["prices"], serde_json::json!([]));
+    assert_eq!(first.lines[0].text, "Hello world!你好世界");
+    assert_ne!(first.lines[0].bbox, [[0.0; 2]; 4], "the line has its box");
+    assert!(first.prices.is_empty());
 
     let bad = task(ctx, t.job_id, "bad.jpg", b"\xff\xd8\xff\xe0 not really a jpeg".to_vec()).await;
     match stage.handle(ctx, input(&bad)).await {

@@ -16,9 +16,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use sightline_blob::LocalStore;
 use sightline_coord::{Coord, JobStatus, MemoryCoord};
+use sightline_messages::annotations::Annotation;
 use sightline_messages::{Body, Envelope, ImageTask, ItemRecord, JobSpec, Source};
-use sightline_runtime::embedded::Pipeline;
-use sightline_runtime::{Backends, Ctx, Effect, Input, RunnerSettings, Stage, records};
+use sightline_runtime::embedded::{JobRun, run_job};
+use sightline_runtime::{Backends, Ctx, Effect, Input, Stage};
 use uuid::Uuid;
 
 /// The repository root.
@@ -218,17 +219,23 @@ pub fn finished(effects: &[Effect]) -> &ItemRecord {
     }
 }
 
-/// `stage`'s annotation in the record of a finished message.
-pub fn finished_annotation(effects: &[Effect], stage: &str) -> serde_json::Value {
-    finished(effects).annotations.get(stage).cloned().unwrap_or_else(|| panic!("no {stage} annotation"))
+/// The annotation `A` in the record of a finished message; panics when it is missing or
+/// does not have `A`'s shape.
+pub fn finished_annotation<A: Annotation>(effects: &[Effect]) -> A {
+    typed(finished(effects))
 }
 
-/// Runner settings for tests: retries after 50 ms, at most 500 ms apart.
-pub fn quick_retries() -> RunnerSettings {
-    RunnerSettings { retry_base_ms: 50, retry_max_ms: 500, ..RunnerSettings::default() }
+/// The annotation `A` of `record`; panics when it is missing or does not have `A`'s shape.
+fn typed<A: Annotation>(record: &ItemRecord) -> A {
+    match record.annotation::<A>() {
+        Ok(Some(value)) => value,
+        Ok(None) => panic!("{}: no {} annotation", record.name, A::KEY),
+        Err(e) => panic!("{}: {} annotation: {e}", record.name, A::KEY),
+    }
 }
 
-/// A job run to completion through the embedded pipeline.
+/// A job run to completion through the embedded pipeline ([`run_job`], as every embedded
+/// command runs one).
 pub struct EmbeddedJob {
     /// The backends it ran on (storage in a temporary folder, removed on drop).
     pub backends: Backends,
@@ -242,51 +249,32 @@ pub struct EmbeddedJob {
 }
 
 impl EmbeddedJob {
-    /// Uploads `files` (name, bytes) under the job's upload prefix, submits a job of `kind`
-    /// along `route` over them, runs `stages` until the job is complete (at most 300 s), and
-    /// reads the records.
-    pub async fn run(
-        stages: Vec<Arc<dyn Stage>>,
-        kind: &str,
-        route: &[&str],
-        files: Vec<(String, Vec<u8>)>,
-        settings: RunnerSettings,
-    ) -> Self {
+    /// Runs a job of `kind` along `route` over `files` (name, bytes) with `stages` on fresh
+    /// embedded backends: [`run_job`] under a 300 s limit.
+    pub async fn run(stages: Vec<Arc<dyn Stage>>, kind: &str, route: &[&str], files: Vec<(String, Vec<u8>)>) -> Self {
         let storage = tempfile::tempdir().expect("tempdir");
         let backends = Backends::embedded(storage.path()).expect("backends");
         let job = Uuid::new_v4();
-        let prefix = format!("uploads/{job}/");
-        for (name, bytes) in files {
-            backends.blob.put(&format!("{prefix}{name}"), Bytes::from(bytes)).await.expect("upload");
-        }
-        let pipeline = Pipeline::start(backends.clone(), stages, settings);
         let spec = JobSpec {
             job_id: job,
             kind: kind.into(),
             route: route.iter().map(|s| (*s).to_owned()).collect(),
-            source: Source::S3Prefix { prefix },
+            source: Source::S3Prefix { prefix: format!("uploads/{job}/") },
             options: Default::default(),
             submitted_at_ms: 0,
         };
-        sightline_runtime::runner::submit_job(backends.bus.as_ref(), &spec).await.expect("submit");
-        let status = tokio::time::timeout(Duration::from_secs(300), pipeline.wait(job, |_| {}))
-            .await
-            .expect("job finishes in time")
-            .expect("status")
-            .expect("job known");
-        pipeline.stop().await;
-        let records = records::read_records(backends.blob.as_ref(), job).await.expect("records");
+        let inputs = files.into_iter().map(|(name, bytes)| (name, Bytes::from(bytes))).collect();
+        let JobRun { status, records, .. } =
+            tokio::time::timeout(Duration::from_secs(300), run_job(&backends, stages, inputs, &spec, |_| {}))
+                .await
+                .expect("job finishes in time")
+                .expect("job runs");
         Self { backends, job, status, records, _storage: storage }
     }
 
-    /// `stage`'s annotation in the record of the image named `name`.
-    pub fn annotation(&self, name: &str, stage: &str) -> serde_json::Value {
-        self.records
-            .iter()
-            .find(|r| r.name == name)
-            .and_then(|r| r.annotations.get(stage))
-            .cloned()
-            .unwrap_or_else(|| panic!("no {stage} annotation for {name}"))
+    /// The annotation `A` in the record of the image named `name`.
+    pub fn annotation<A: Annotation>(&self, name: &str) -> A {
+        typed(self.records.iter().find(|r| r.name == name).unwrap_or_else(|| panic!("no record for {name}")))
     }
 }
 
