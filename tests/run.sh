@@ -15,7 +15,7 @@ eval "$(models/fetch.sh)"
 
 # Every integration feature: a refused connection fails these tests instead of skipping them.
 FEATURES="sightline-bus/integration,sightline-blob/integration,sightline-coord/integration"
-FEATURES+=",sightline-tests/integration,sightline-inference/parity"
+FEATURES+=",sightline-tests/integration,sightline-tests/models,sightline-inference/parity"
 FEATURES+=",sightline-face/integration"
 FEATURES+=",sightline-detect/models,sightline-embed/models"
 FEATURES+=",sightline/models"

@@ -4,59 +4,33 @@
 
 use std::collections::BTreeMap;
 
-use sightline_tests::{Services, Worker, copy_tree, repo};
+use sightline_test_support::sample_truth;
+use sightline_tests::{Services, Worker, copy_sample_collections};
 
 /// (collection/file) -> label, from the sample's truth.csv.
 fn truth() -> BTreeMap<String, String> {
-    let text = std::fs::read_to_string(repo().join("tests/fixtures/sample/truth.csv")).expect("truth.csv");
-    text.lines()
-        .skip(1)
-        .filter_map(|l| {
-            let f: Vec<&str> = l.trim_end().split(',').collect();
-            (f.len() >= 3).then(|| (format!("{}/{}", f[0], f[1]), f[2].to_owned()))
-        })
-        .collect()
+    sample_truth().into_iter().map(|image| (image.name(), image.label)).collect()
 }
 
 #[test]
 fn ingest_detect_embed_workers_filter_noise_and_store_embeddings() {
     let services = Services::start();
     let dir = services.scratch.path().join("collections");
-    let sample = repo().join("tests/fixtures/sample");
-    for entry in std::fs::read_dir(&sample).expect("sample") {
-        let entry = entry.expect("entry");
-        if entry.file_type().expect("type").is_dir() {
-            let dest = dir.join(entry.file_name());
-            std::fs::create_dir_all(&dest).expect("mkdir");
-            copy_tree(&entry.path(), &dest);
-        }
-    }
+    copy_sample_collections(&dir);
     let truth = truth();
     let _ingest = Worker::start(&services, "ingest", &[]);
     let _detect = Worker::start(&services, "detect", &[]);
     let embed = Worker::start(&services, "embed", &[("EMBED_BATCH_WINDOW_MS", "20")]);
 
-    let out = services.sightline_json(&[
-        "submit",
-        dir.to_str().expect("utf8"),
-        "--kind",
-        "annotate",
-        "--route",
-        "ingest,detect,embed",
-        "--wait",
-        "--json",
-        "--timeout-secs",
-        "300",
-    ]);
-    let job = out["job"].as_str().expect("job").to_owned();
+    let (job, out) = services
+        .submit_and_wait(&[dir.to_str().expect("utf8"), "--kind", "annotate", "--route", "ingest,detect,embed"], 300);
     assert_eq!(out["status"]["total"].as_u64(), Some(truth.len() as u64), "{out}");
     assert_eq!(out["status"]["finished"].as_u64(), Some(truth.len() as u64), "{out}");
 
-    let recs = services.sightline_json(&["results", &job, "--json"]);
-    let recs = recs.as_array().expect("array");
+    let recs = services.records(&job);
     assert_eq!(recs.len(), truth.len(), "one record per image");
     let mut filtered = Vec::new();
-    for r in recs {
+    for r in &recs {
         let name = r["name"].as_str().expect("name");
         let label = truth.get(name).unwrap_or_else(|| panic!("unknown file {name}"));
         let detect = &r["annotations"]["detect"];

@@ -3,39 +3,24 @@
 //! of each image and person ids consistent across the job (also across the two workers).
 //! The face workers need the models (`models/fetch.sh`; `tests/run.sh` fetches them).
 
-use sightline_tests::{Services, Worker, repo};
+use sightline_tests::{Services, Worker, copy_fixtures, fixture_path};
 
 #[test]
 fn faces_flow_through_face_workers_with_persons_consistent_across_the_job() {
     let services = Services::start();
     let dir = services.scratch.path().join("faces-input");
-    std::fs::create_dir_all(&dir).expect("mkdir");
-    let fixtures = repo().join("tests/fixtures/faces");
-    for f in ["group.jpg", "salley_1.jpg", "salley_2.jpg", "simm_1.jpg", "simm_2.jpg"] {
-        std::fs::copy(fixtures.join(f), dir.join(f)).expect("copy fixture");
-    }
+    copy_fixtures("faces", &["group.jpg", "salley_1.jpg", "salley_2.jpg", "simm_1.jpg", "simm_2.jpg"], &dir);
     // A photo without people.
-    std::fs::copy(repo().join("tests/fixtures/sample/Alpro-Shelf-Soy-Milk/img000.jpg"), dir.join("product.jpg"))
+    std::fs::copy(fixture_path("sample/Alpro-Shelf-Soy-Milk/img000.jpg"), dir.join("product.jpg"))
         .expect("copy sample");
 
     let _ingest = Worker::start(&services, "ingest", &[]);
     let _face_a = Worker::start(&services, "face", &[("PREFETCH", "2")]);
     let _face_b = Worker::start(&services, "face", &[("PREFETCH", "2")]);
-    let out = services.sightline_json(&[
-        "submit",
-        dir.to_str().expect("utf8"),
-        "--route",
-        "ingest,face",
-        "--wait",
-        "--json",
-        "--timeout-secs",
-        "300",
-    ]);
-    let job = out["job"].as_str().expect("job").to_owned();
+    let (job, out) = services.submit_and_wait(&[dir.to_str().expect("utf8"), "--route", "ingest,face"], 300);
     assert_eq!(out["status"]["outcomes"]["ok"].as_u64(), Some(6), "{out}");
 
-    let records = services.sightline_json(&["results", &job, "--json"]);
-    let records = records.as_array().expect("records");
+    let records = services.records(&job);
     assert_eq!(records.len(), 6);
     let face = |name: &str| {
         let r = records.iter().find(|r| r["name"] == name).unwrap_or_else(|| panic!("no record for {name}"));

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use sightline_tests::{Services, Worker, copy_tree, repo};
+use sightline_tests::{Services, Worker, copy_sample_collections, fixture_path, repo};
 
 mod annotate;
 mod annotate_stages;
@@ -29,27 +29,23 @@ const WRONG_EXTENSION: [&str; 2] = ["ukbench09380.png", "ukbench09380.svg"];
 /// The job input: the 48 sample images in three collections, plus a `mixed` collection with
 /// five bad files and two valid files with the wrong extension.
 fn job_input(dir: &Path) -> (usize, usize) {
-    let sample = repo().join("tests/fixtures/sample");
-    for entry in std::fs::read_dir(&sample).expect("sample") {
-        let entry = entry.expect("entry");
-        if entry.file_type().expect("type").is_dir() {
-            let dest = dir.join(entry.file_name());
-            std::fs::create_dir_all(&dest).expect("mkdir");
-            copy_tree(&entry.path(), &dest);
-        }
-    }
+    copy_sample_collections(dir);
     let mixed = dir.join("mixed");
     std::fs::create_dir_all(&mixed).expect("mkdir");
     for f in BAD.iter().map(|(f, _)| *f).chain(WRONG_EXTENSION) {
-        std::fs::copy(repo().join("tests/fixtures/bad").join(f), mixed.join(f)).expect("copy bad");
+        std::fs::copy(fixture_path("bad").join(f), mixed.join(f)).expect("copy bad");
     }
     (48 + WRONG_EXTENSION.len(), BAD.len())
 }
 
-fn input_dir(services: &Services) -> PathBuf {
+/// The services, and the job input (see [`job_input`]) in their scratch folder: (services,
+/// input folder, valid files, bad files).
+fn services_with_job_input() -> (Services, PathBuf, usize, usize) {
+    let services = Services::start();
     let dir = services.scratch.path().join("input");
     std::fs::create_dir_all(&dir).expect("mkdir");
-    dir
+    let (valid, bad) = job_input(&dir);
+    (services, dir, valid, bad)
 }
 
 fn submit(services: &Services, dir: &Path, extra: &[&str]) -> String {
@@ -57,10 +53,6 @@ fn submit(services: &Services, dir: &Path, extra: &[&str]) -> String {
     args.extend_from_slice(extra);
     let v = services.sightline_json(&args);
     v["job"].as_str().expect("job id").to_owned()
-}
-
-fn records(services: &Services, job: &str) -> Vec<serde_json::Value> {
-    services.sightline_json(&["results", job, "--json"]).as_array().expect("array").clone()
 }
 
 /// Every item exactly once, with the expected outcomes.
@@ -72,9 +64,7 @@ fn assert_each_item_once(records: &[serde_json::Value], total: usize) {
 
 #[test]
 fn a_job_flows_through_up_sh_workers_and_bad_images_are_dead_lettered() {
-    let services = Services::start();
-    let dir = input_dir(&services);
-    let (valid, bad) = job_input(&dir);
+    let (services, dir, valid, bad) = services_with_job_input();
     let up = services
         .command(repo().join("deploy/local/up.sh"))
         .env("STAGES", "ingest")
@@ -84,15 +74,7 @@ fn a_job_flows_through_up_sh_workers_and_bad_images_are_dead_lettered() {
     assert!(up.status.success(), "up.sh failed:\n{}", String::from_utf8_lossy(&up.stderr));
 
     let result = std::panic::catch_unwind(|| {
-        let out = services.sightline_json(&[
-            "submit",
-            dir.to_str().expect("utf8"),
-            "--wait",
-            "--json",
-            "--timeout-secs",
-            "180",
-        ]);
-        let job = out["job"].as_str().expect("job").to_owned();
+        let (job, out) = services.submit_and_wait(&[dir.to_str().expect("utf8")], 180);
         assert_eq!(out["status"]["total"].as_u64(), Some((valid + bad) as u64));
 
         // `sightline status` shows the job complete with the right counts.
@@ -105,7 +87,7 @@ fn a_job_flows_through_up_sh_workers_and_bad_images_are_dead_lettered() {
         assert!(String::from_utf8_lossy(&human.stdout).contains("complete"));
 
         // Every valid image reached the end of its route, stored once under its content hash.
-        let recs = records(&services, &job);
+        let recs = services.records(&job);
         assert_each_item_once(&recs, valid + bad);
         let mut keys_by_name = BTreeMap::new();
         for r in recs.iter().filter(|r| r["outcome"] == "ok") {
@@ -152,9 +134,7 @@ fn a_job_flows_through_up_sh_workers_and_bad_images_are_dead_lettered() {
 
 #[test]
 fn a_killed_worker_loses_nothing_and_does_nothing_twice() {
-    let services = Services::start();
-    let dir = input_dir(&services);
-    let (valid, bad) = job_input(&dir);
+    let (services, dir, valid, bad) = services_with_job_input();
     let total = valid + bad;
     // Slow handlers keep eight messages unacknowledged at any time.
     let mut first = Worker::start(&services, "ingest", &[("SIGHTLINE_CHAOS_DELAY_MS", "400"), ("PREFETCH", "8")]);
@@ -171,7 +151,7 @@ fn a_killed_worker_loses_nothing_and_does_nothing_twice() {
     assert_eq!(done["finished"].as_u64(), Some(total as u64), "{done}");
     assert_eq!(done["outcomes"]["ok"].as_u64(), Some(valid as u64), "no image counted twice or lost: {done}");
     assert_eq!(done["outcomes"]["failed"].as_u64(), Some(bad as u64), "{done}");
-    assert_each_item_once(&records(&services, &job), total);
+    assert_each_item_once(&services.records(&job), total);
     let letters = services.sightline_json(&["dlq", "list", "ingest", "--json"]);
     let sources: BTreeSet<&str> =
         letters.as_array().expect("array").iter().filter_map(|l| l["source"].as_str()).collect();
@@ -183,9 +163,7 @@ fn a_killed_worker_loses_nothing_and_does_nothing_twice() {
 
 #[test]
 fn sigterm_drains_a_busy_worker_and_exits_zero() {
-    let services = Services::start();
-    let dir = input_dir(&services);
-    let (valid, bad) = job_input(&dir);
+    let (services, dir, valid, bad) = services_with_job_input();
     let total = (valid + bad) as u64;
     let mut worker = Worker::start(
         &services,
@@ -250,23 +228,12 @@ fn flaky_server(jpeg: Vec<u8>) -> (std::net::SocketAddr, std::sync::Arc<std::syn
 #[test]
 fn dead_letters_replayed_with_the_cli_complete() {
     let services = Services::start();
-    let jpeg = std::fs::read(repo().join("tests/fixtures/sample/Honeydew-Melon/img000.jpg")).expect("fixture");
+    let jpeg = std::fs::read(fixture_path("sample/Honeydew-Melon/img000.jpg")).expect("fixture");
     let (addr, serving) = flaky_server(jpeg);
     let _worker = Worker::start(&services, "ingest", &[("INGEST_ALLOW_PRIVATE_URLS", "true")]);
     let urls = services.scratch.path().join("urls.txt");
     std::fs::write(&urls, (0..3).map(|i| format!("http://{addr}/img{i}.jpg\n")).collect::<String>()).expect("url list");
-    let out = services.sightline_json(&[
-        "submit",
-        "--urls",
-        urls.to_str().expect("utf8"),
-        "--collection",
-        "web",
-        "--wait",
-        "--json",
-        "--timeout-secs",
-        "60",
-    ]);
-    let job = out["job"].as_str().expect("job").to_owned();
+    let (job, out) = services.submit_and_wait(&["--urls", urls.to_str().expect("utf8"), "--collection", "web"], 60);
     assert_eq!(out["status"]["outcomes"]["failed"].as_u64(), Some(3), "{out}");
 
     let letters = services.sightline_json(&["dlq", "list", "ingest", "--json"]);
@@ -291,7 +258,7 @@ fn dead_letters_replayed_with_the_cli_complete() {
         assert!(start.elapsed() < Duration::from_secs(60), "replayed letters did not complete: {s}");
         std::thread::sleep(Duration::from_millis(200));
     }
-    let recs = records(&services, &job);
+    let recs = services.records(&job);
     assert!(recs.iter().all(|r| r["outcome"] == "ok" && r["key"].as_str().is_some()), "{recs:?}");
     assert!(services.sightline_json(&["dlq", "list", "ingest", "--json"]).as_array().expect("array").is_empty());
 }
@@ -323,9 +290,7 @@ fn drop_broker_connections(services: &Services) -> usize {
 
 #[test]
 fn workers_reconnect_after_the_broker_drops_their_connection() {
-    let services = Services::start();
-    let dir = input_dir(&services);
-    let (valid, bad) = job_input(&dir);
+    let (services, dir, valid, bad) = services_with_job_input();
     let total = (valid + bad) as u64;
     let worker = Worker::start(&services, "ingest", &[]);
     let first = submit(&services, &dir, &[]);

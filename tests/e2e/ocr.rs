@@ -3,38 +3,22 @@
 //! (text, score, four-corner box) in reading order and the price-tag fields. The OCR worker
 //! needs the models (`models/fetch.sh`; `tests/run.sh` fetches them).
 
-use sightline_tests::{Services, Worker, repo};
+use sightline_tests::{Services, Worker, copy_fixtures, fixture_path};
 
 #[test]
 fn text_and_prices_flow_through_an_ocr_worker() {
     let services = Services::start();
     let dir = services.scratch.path().join("ocr-input");
-    std::fs::create_dir_all(&dir).expect("mkdir");
-    let fixtures = repo().join("tests/fixtures/ocr");
-    for f in ["helloworld.jpg", "20457890_2399557098.jpg", "ch_en_num.jpg"] {
-        std::fs::copy(fixtures.join(f), dir.join(f)).expect("copy fixture");
-    }
+    copy_fixtures("ocr", &["helloworld.jpg", "20457890_2399557098.jpg", "ch_en_num.jpg"], &dir);
     // A photo without text: no lines, not an error.
-    std::fs::copy(repo().join("tests/fixtures/sample/Honeydew-Melon/img003.jpg"), dir.join("melon.jpg"))
-        .expect("copy sample");
+    std::fs::copy(fixture_path("sample/Honeydew-Melon/img003.jpg"), dir.join("melon.jpg")).expect("copy sample");
 
     let _ingest = Worker::start(&services, "ingest", &[]);
     let ocr = Worker::start(&services, "ocr", &[("PREFETCH", "2")]);
-    let out = services.sightline_json(&[
-        "submit",
-        dir.to_str().expect("utf8"),
-        "--route",
-        "ingest,ocr",
-        "--wait",
-        "--json",
-        "--timeout-secs",
-        "300",
-    ]);
-    let job = out["job"].as_str().expect("job").to_owned();
+    let (job, out) = services.submit_and_wait(&[dir.to_str().expect("utf8"), "--route", "ingest,ocr"], 300);
     assert_eq!(out["status"]["outcomes"]["ok"].as_u64(), Some(4), "{out}\n{}", ocr.log_text());
 
-    let records = services.sightline_json(&["results", &job, "--json"]);
-    let records = records.as_array().expect("records");
+    let records = services.records(&job);
     assert_eq!(records.len(), 4);
     let ocr_of = |name: &str| {
         let r = records.iter().find(|r| r["name"] == name).unwrap_or_else(|| panic!("no record for {name}"));

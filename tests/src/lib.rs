@@ -8,10 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// The repository root.
-pub fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+pub use sightline_test_support::{fixture_path, repo};
 
 /// Path of a workspace binary (built by `cargo build --bins` before the tests).
 pub fn bin(name: &str) -> PathBuf {
@@ -83,6 +80,23 @@ impl Services {
         assert!(out.status.success(), "sightline {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
         serde_json::from_slice(&out.stdout)
             .unwrap_or_else(|e| panic!("sightline {args:?}: not JSON ({e}):\n{}", String::from_utf8_lossy(&out.stdout)))
+    }
+
+    /// Runs `sightline submit ARGS --wait --json --timeout-secs TIMEOUT_SECS`, asserts success,
+    /// and returns the job's id and the printed JSON (`job`, `status`).
+    pub fn submit_and_wait(&self, args: &[&str], timeout_secs: u64) -> (String, serde_json::Value) {
+        let timeout = timeout_secs.to_string();
+        let mut all = vec!["submit"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--wait", "--json", "--timeout-secs", &timeout]);
+        let out = self.sightline_json(&all);
+        let job = out["job"].as_str().expect("job").to_owned();
+        (job, out)
+    }
+
+    /// The records of `job` (`sightline results JOB --json`).
+    pub fn records(&self, job: &str) -> Vec<serde_json::Value> {
+        self.sightline_json(&["results", job, "--json"]).as_array().expect("records array").clone()
     }
 
     /// The status of `job` as JSON (`status` object), or `None` while unknown.
@@ -239,6 +253,26 @@ pub fn copy_tree(from: &Path, to: &Path) {
         } else {
             std::fs::copy(entry.path(), &dest).expect("copy");
         }
+    }
+}
+
+/// Copies the sample's collections (the folders of `tests/fixtures/sample`) into `dest`.
+pub fn copy_sample_collections(dest: &Path) {
+    for entry in std::fs::read_dir(fixture_path("sample")).expect("sample") {
+        let entry = entry.expect("entry");
+        if entry.file_type().expect("type").is_dir() {
+            let to = dest.join(entry.file_name());
+            std::fs::create_dir_all(&to).expect("mkdir");
+            copy_tree(&entry.path(), &to);
+        }
+    }
+}
+
+/// Copies `files` of `tests/fixtures/<folder>` into `dest` (created).
+pub fn copy_fixtures(folder: &str, files: &[&str], dest: &Path) {
+    std::fs::create_dir_all(dest).expect("mkdir");
+    for f in files {
+        std::fs::copy(fixture_path(folder).join(f), dest.join(f)).expect("copy fixture");
     }
 }
 

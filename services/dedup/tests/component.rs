@@ -7,33 +7,29 @@ mod common;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use common::{copies, ctx, fixture, race, task};
+use common::{copies, race, sample_photo, task};
 use sightline_coord::{Coord, MemoryCoord};
 use sightline_dedup::{Decision, Dedup, DedupConfig, Evidence, Kind};
 use sightline_messages::annotations::DedupOut;
-use sightline_messages::{Body, Envelope, ItemOutcome};
-use sightline_runtime::{Effect, Input, Stage, StageError};
+use sightline_messages::{Body, ItemOutcome};
+use sightline_runtime::{Effect, Stage, StageError};
+use sightline_test_support::{StageEnv, input};
 use uuid::Uuid;
 
 fn stage() -> Dedup {
     Dedup::new(DedupConfig::default()).expect("config")
 }
 
-fn input(task: &sightline_messages::ImageTask) -> Input {
-    let body = Body::Image(task.clone());
-    Input { envelope: Envelope::new(&body, Uuid::new_v4(), task.job_id).expect("envelope"), body }
-}
-
 #[tokio::test]
 async fn copies_are_exact_or_near_and_point_at_the_original() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let ctx = ctx(dir.path(), Arc::new(MemoryCoord::new()));
+    let env = StageEnv::new();
+    let ctx = &env.ctx;
     let dedup = stage();
     let job = Uuid::new_v4();
     let mut decisions = BTreeMap::new();
-    for (i, (name, bytes)) in copies(&fixture("Honeydew-Melon/img006.jpg")).into_iter().enumerate() {
-        let t = task(&ctx, job, i as u64, "melons", name, bytes).await;
-        decisions.insert(name, dedup.decide(&ctx, &t).await.expect("decide"));
+    for (i, (name, bytes)) in copies(&sample_photo("Honeydew-Melon/img006.jpg")).into_iter().enumerate() {
+        let t = task(ctx, job, i as u64, "melons", name, bytes).await;
+        decisions.insert(name, dedup.decide(ctx, &t).await.expect("decide"));
     }
     assert!(matches!(decisions["orig"], Decision::Unique { .. }));
     let of = |d: &Decision| match d {
@@ -55,27 +51,27 @@ async fn copies_are_exact_or_near_and_point_at_the_original() {
         assert!(distance <= sightline_dedup::DEFAULT_MAX_DISTANCE, "{name}: {distance}");
     }
     // Another picture is unique.
-    let other = task(&ctx, job, 99, "melons", "other", fixture("Honeydew-Melon/img007.jpg")).await;
-    assert!(matches!(dedup.decide(&ctx, &other).await.expect("decide"), Decision::Unique { .. }));
+    let other = task(ctx, job, 99, "melons", "other", sample_photo("Honeydew-Melon/img007.jpg")).await;
+    assert!(matches!(dedup.decide(ctx, &other).await.expect("decide"), Decision::Unique { .. }));
 }
 
 #[tokio::test]
 async fn a_redelivered_message_gets_the_same_answer() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let ctx = ctx(dir.path(), Arc::new(MemoryCoord::new()));
+    let env = StageEnv::new();
+    let ctx = &env.ctx;
     let dedup = stage();
     let job = Uuid::new_v4();
-    let all = copies(&fixture("Alpro-Shelf-Soy-Milk/img002.jpg"));
+    let all = copies(&sample_photo("Alpro-Shelf-Soy-Milk/img002.jpg"));
     let mut tasks = Vec::new();
     for (i, (name, bytes)) in all.into_iter().enumerate() {
-        tasks.push(task(&ctx, job, i as u64, "milk", name, bytes).await);
+        tasks.push(task(ctx, job, i as u64, "milk", name, bytes).await);
     }
     let mut first = Vec::new();
     for t in &tasks {
-        first.push(dedup.handle(&ctx, input(t)).await.expect("handle"));
+        first.push(dedup.handle(ctx, input(t)).await.expect("handle"));
     }
     for (t, before) in tasks.iter().zip(&first).rev() {
-        let again = dedup.handle(&ctx, input(t)).await.expect("handle again");
+        let again = dedup.handle(ctx, input(t)).await.expect("handle again");
         assert_eq!(format!("{again:?}"), format!("{before:?}"), "{} changed its answer", t.name);
     }
     // The original goes on along its route, annotated; duplicates leave it with a record.
@@ -107,12 +103,12 @@ async fn two_instances_racing_agree_on_one_original() {
 
 #[tokio::test]
 async fn undecodable_bytes_fail_permanently() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let ctx = ctx(dir.path(), Arc::new(MemoryCoord::new()));
-    let mut jpeg = fixture("Honeydew-Melon/img006.jpg");
+    let env = StageEnv::new();
+    let ctx = &env.ctx;
+    let mut jpeg = sample_photo("Honeydew-Melon/img006.jpg");
     jpeg.truncate(jpeg.len() / 2);
-    let t = task(&ctx, Uuid::new_v4(), 0, "c", "cut.jpg", jpeg).await;
-    match stage().handle(&ctx, input(&t)).await {
+    let t = task(ctx, Uuid::new_v4(), 0, "c", "cut.jpg", jpeg).await;
+    match stage().handle(ctx, input(&t)).await {
         Err(StageError::Permanent(reason)) => assert!(reason.contains("truncated"), "{reason}"),
         other => panic!("expected a permanent error, got {other:?}"),
     }
@@ -120,19 +116,19 @@ async fn undecodable_bytes_fail_permanently() {
 
 #[tokio::test]
 async fn a_shared_scope_dedupes_across_jobs() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let ctx = ctx(dir.path(), Arc::new(MemoryCoord::new()));
+    let env = StageEnv::new();
+    let ctx = &env.ctx;
     let shared = Dedup::new(DedupConfig { scope: sightline_dedup::ScopeMode::Collection, ..DedupConfig::default() })
         .expect("config");
     let (job1, job2) = (Uuid::new_v4(), Uuid::new_v4());
-    let bytes = fixture("Honeydew-Melon/img006.jpg");
-    let first = task(&ctx, job1, 4, "melons", "a.jpg", bytes.clone()).await;
-    let second = task(&ctx, job2, 0, "melons", "again.jpg", bytes).await;
-    assert!(matches!(shared.decide(&ctx, &first).await.expect("decide"), Decision::Unique { .. }));
-    let d = shared.decide(&ctx, &second).await.expect("decide");
+    let bytes = sample_photo("Honeydew-Melon/img006.jpg");
+    let first = task(ctx, job1, 4, "melons", "a.jpg", bytes.clone()).await;
+    let second = task(ctx, job2, 0, "melons", "again.jpg", bytes).await;
+    assert!(matches!(shared.decide(ctx, &first).await.expect("decide"), Decision::Unique { .. }));
+    let d = shared.decide(ctx, &second).await.expect("decide");
     assert!(matches!(&d, Decision::Duplicate { of_job, of_item: 4, .. } if *of_job == job1), "{d:?}");
     assert!(matches!(d.annotation(job2), DedupOut::Duplicate { of_job: Some(j), .. } if j == job1), "{d:?}");
     // Per job (the default), the second job keeps its own copy.
-    let third = task(&ctx, Uuid::new_v4(), 0, "melons", "again.jpg", fixture("Honeydew-Melon/img006.jpg")).await;
-    assert!(matches!(stage().decide(&ctx, &third).await.expect("decide"), Decision::Unique { .. }));
+    let third = task(ctx, Uuid::new_v4(), 0, "melons", "again.jpg", sample_photo("Honeydew-Melon/img006.jpg")).await;
+    assert!(matches!(stage().decide(ctx, &third).await.expect("decide"), Decision::Unique { .. }));
 }

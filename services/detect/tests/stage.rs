@@ -5,90 +5,29 @@
 //! with a message when `SIGHTLINE_MODELS` is unset and the `models` feature is off; with
 //! `--features models`, missing models are a failure. The readiness tests run always.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use sightline_detect::{Detect, DetectConfig};
-use sightline_inference::{Manifest, ModelStore, default_models_dir};
-use sightline_messages::{Body, Envelope, ImageTask, ItemOutcome};
-use sightline_runtime::{Backends, Ctx, Effect, Input, Stage};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use sightline_inference::{Manifest, ModelStore, models_dir_from_env};
+use sightline_messages::{Body, ImageTask, ItemOutcome};
+use sightline_runtime::{Ctx, Effect, Stage};
+use sightline_test_support::{Item, StageEnv, input, models_available, sample_truth};
 
 fn models_dir(test: &str) -> Option<PathBuf> {
-    match std::env::var_os("SIGHTLINE_MODELS") {
-        Some(dir) => Some(PathBuf::from(dir)),
-        None if cfg!(feature = "models") => Some(default_models_dir()),
-        None => {
-            // the real stderr, so the skip shows even though the harness captures output
-            use std::io::Write;
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIPPED {test}: SIGHTLINE_MODELS is unset and the `models` feature is off. \
-                 Run `eval \"$(models/fetch.sh)\"` and rerun, or use `--features models` to make missing models a failure."
-            );
-            None
-        }
-    }
+    models_available(test, cfg!(feature = "models")).then(models_dir_from_env)
 }
 
 fn stage(dir: PathBuf) -> Detect {
     Detect::new(DetectConfig::default(), Arc::new(ModelStore::new(dir, Manifest::embedded().expect("manifest"))))
 }
 
-/// The sample truth: (collection, file) -> label.
-fn truth() -> BTreeMap<(String, String), String> {
-    let text = std::fs::read_to_string(repo().join("tests/fixtures/sample/truth.csv")).expect("truth.csv");
-    text.lines()
-        .skip(1)
-        .filter_map(|l| {
-            let f: Vec<&str> = l.trim_end().split(',').collect();
-            (f.len() >= 3).then(|| ((f[0].to_owned(), f[1].to_owned()), f[2].to_owned()))
-        })
-        .collect()
-}
-
-struct Env {
-    ctx: Ctx,
-    _dir: tempfile::TempDir,
-}
-
-fn env() -> Env {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let b = Backends::embedded(dir.path()).expect("backends");
-    Env { ctx: Ctx { blob: b.blob, coord: b.coord }, _dir: dir }
-}
-
 /// Stores a sample photo as ingest would and returns its task, addressed to detect.
 async fn task(ctx: &Ctx, collection: &str, file: &str, item: u64) -> ImageTask {
-    let bytes = std::fs::read(repo().join("tests/fixtures/sample").join(collection).join(file)).expect("fixture");
-    let probe = sightline_imaging::validate(&bytes, Some(file), &Default::default()).expect("valid fixture");
-    let size = bytes.len() as u64;
-    let (key, sha256, _) = sightline_blob::put_content(ctx.blob.as_ref(), Bytes::from(bytes)).await.expect("put");
-    ImageTask {
-        job_id: uuid::Uuid::nil(),
-        item,
-        collection: collection.to_owned(),
-        name: format!("{collection}/{file}"),
-        key,
-        sha256,
-        format: probe.format,
-        width: probe.width,
-        height: probe.height,
-        size,
-        route: vec!["ingest".into(), "detect".into(), "embed".into()],
-        hop: 1,
-        annotations: Default::default(),
-    }
-}
-
-fn input(task: ImageTask) -> Input {
-    let body = Body::Image(task);
-    Input { envelope: Envelope::new(&body, uuid::Uuid::new_v4(), uuid::Uuid::nil()).expect("envelope"), body }
+    let name = format!("{collection}/{file}");
+    let route = ["ingest", "detect", "embed"];
+    let item = Item { job: uuid::Uuid::nil(), item, collection, name: &name, route: &route };
+    item.ingest(ctx, sightline_test_support::fixture(format!("sample/{name}"))).await
 }
 
 #[tokio::test]
@@ -108,9 +47,9 @@ async fn missing_models_keep_the_stage_not_ready_and_say_what_to_do() {
     assert!(why.contains("open-nsfw.onnx") && why.contains("SHA-256"), "{why}");
 
     // Messages are retried (transient), not dead-lettered, while the models are missing.
-    let env = env();
+    let env = StageEnv::new();
     let t = task(&env.ctx, "Honeydew-Melon", "img003.jpg", 0).await;
-    let err = detect.handle(&env.ctx, input(t)).await.expect_err("not ready");
+    let err = detect.handle(&env.ctx, input(&t)).await.expect_err("not ready");
     assert!(matches!(err, sightline_runtime::StageError::Transient(_)), "{err:?}");
 }
 
@@ -121,13 +60,13 @@ async fn faces_and_text_are_filtered_with_reasons_and_the_rest_goes_on_with_a_cr
     };
     let detect = stage(dir);
     detect.ready().await.expect("models load");
-    let env = env();
-    let truth = truth();
+    let env = StageEnv::new();
     let mut filtered = Vec::new();
-    for (i, ((collection, file), label)) in truth.iter().enumerate() {
+    for (i, image) in sample_truth().iter().enumerate() {
+        let (collection, file, label) = (&image.collection, &image.file, &image.label);
         let t = task(&env.ctx, collection, file, i as u64).await;
         let (w, h) = (t.width, t.height);
-        let effects = detect.handle(&env.ctx, input(t)).await.expect("handled");
+        let effects = detect.handle(&env.ctx, input(&t)).await.expect("handled");
         assert_eq!(effects.len(), 1, "{collection}/{file}");
         match &effects[0] {
             Effect::Finish(record) => {
@@ -175,9 +114,9 @@ async fn no_filter_mode_records_flags_but_keeps_the_image() {
     };
     let config = DetectConfig { filter: false, ..DetectConfig::default() };
     let detect = Detect::new(config, Arc::new(ModelStore::new(dir, Manifest::embedded().expect("manifest"))));
-    let env = env();
+    let env = StageEnv::new();
     let t = task(&env.ctx, "Tropicana-Apple-Juice", "img019.jpg", 0).await;
-    let effects = detect.handle(&env.ctx, input(t)).await.expect("handled");
+    let effects = detect.handle(&env.ctx, input(&t)).await.expect("handled");
     let Effect::Publish { body: Body::Image(next), .. } = &effects[0] else { panic!("kept: {effects:?}") };
     let d = &next.annotations["detect"];
     assert_eq!(d["flags"][0]["flag"], "text", "{d}");

@@ -1,94 +1,41 @@
 //! Component tests of the embed stage on the in-memory backends with the committed sample
-//! photos, and of the route ingest → detect → embed in the embedded pipeline.
+//! photos. (The route ingest → detect → embed runs in the workspace tests, `tests/routes`.)
 //!
 //! The tests that run the models need them (`eval "$(models/fetch.sh)"`): they are skipped
 //! with a message when `SIGHTLINE_MODELS` is unset and the `models` feature is off; with
 //! `--features models`, missing models are a failure. The readiness test runs always.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use bytes::Bytes;
 use sightline_embed::{DIM, Embed, EmbedConfig, from_le_bytes};
-use sightline_inference::{Manifest, ModelStore, default_models_dir};
-use sightline_messages::{Body, Envelope, ImageTask, ItemOutcome, JobSpec, Source};
-use sightline_runtime::embedded::Pipeline;
-use sightline_runtime::{Backends, Ctx, Effect, Input, RunnerSettings, Stage, records};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn sample() -> PathBuf {
-    repo().join("tests/fixtures/sample")
-}
+use sightline_inference::{Manifest, ModelStore, models_dir_from_env};
+use sightline_messages::{ImageTask, ItemOutcome};
+use sightline_runtime::{Ctx, Stage};
+use sightline_test_support::{Item, StageEnv, finished, input, models_available};
 
 fn models_dir(test: &str) -> Option<PathBuf> {
-    match std::env::var_os("SIGHTLINE_MODELS") {
-        Some(dir) => Some(PathBuf::from(dir)),
-        None if cfg!(feature = "models") => Some(default_models_dir()),
-        None => {
-            use std::io::Write;
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIPPED {test}: SIGHTLINE_MODELS is unset and the `models` feature is off. \
-                 Run `eval \"$(models/fetch.sh)\"` and rerun, or use `--features models` to make missing models a failure."
-            );
-            None
-        }
-    }
+    models_available(test, cfg!(feature = "models")).then(models_dir_from_env)
 }
 
 fn store(dir: PathBuf) -> Arc<ModelStore> {
     Arc::new(ModelStore::new(dir, Manifest::embedded().expect("manifest")))
 }
 
-struct Env {
-    ctx: Ctx,
-    _dir: tempfile::TempDir,
-}
-
-fn env() -> Env {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let b = Backends::embedded(dir.path()).expect("backends");
-    Env { ctx: Ctx { blob: b.blob, coord: b.coord }, _dir: dir }
-}
-
 /// Stores a sample photo as ingest would; the task is addressed to embed, the last stage.
 async fn task(ctx: &Ctx, collection: &str, file: &str, item: u64) -> ImageTask {
-    let bytes = std::fs::read(sample().join(collection).join(file)).expect("fixture");
-    let probe = sightline_imaging::validate(&bytes, Some(file), &Default::default()).expect("valid fixture");
-    let size = bytes.len() as u64;
-    let (key, sha256, _) = sightline_blob::put_content(ctx.blob.as_ref(), Bytes::from(bytes)).await.expect("put");
-    ImageTask {
-        job_id: uuid::Uuid::nil(),
-        item,
-        collection: collection.to_owned(),
-        name: format!("{collection}/{file}"),
-        key,
-        sha256,
-        format: probe.format,
-        width: probe.width,
-        height: probe.height,
-        size,
-        route: vec!["ingest".into(), "embed".into()],
-        hop: 1,
-        annotations: Default::default(),
-    }
-}
-
-fn input(task: ImageTask) -> Input {
-    let body = Body::Image(task);
-    Input { envelope: Envelope::new(&body, uuid::Uuid::new_v4(), uuid::Uuid::nil()).expect("envelope"), body }
+    let name = format!("{collection}/{file}");
+    let route = ["ingest", "embed"];
+    let item = Item { job: uuid::Uuid::nil(), item, collection, name: &name, route: &route };
+    item.ingest(ctx, sightline_test_support::fixture(format!("sample/{name}"))).await
 }
 
 /// Handles `task` and returns the stored, decoded embedding and the record's annotation.
 async fn embed_one(stage: &Embed, ctx: &Ctx, task: ImageTask) -> (Vec<f32>, serde_json::Value) {
-    let effects = stage.handle(ctx, input(task)).await.expect("handled");
-    let [Effect::Finish(record)] = effects.as_slice() else { panic!("route ends at embed: {effects:?}") };
+    let effects = stage.handle(ctx, input(&task)).await.expect("handled");
+    let record = finished(&effects);
     assert_eq!(record.outcome, ItemOutcome::Ok);
     let a = record.annotations["embed"].clone();
     let key = a["key"].as_str().expect("key");
@@ -112,7 +59,7 @@ async fn a_missing_model_keeps_the_stage_not_ready() {
 async fn embeddings_are_unit_vectors_stored_under_the_image_and_crop() {
     let Some(dir) = models_dir("embeddings_are_unit_vectors_stored_under_the_image_and_crop") else { return };
     let stage = Embed::new(EmbedConfig::default(), store(dir));
-    let env = env();
+    let env = StageEnv::new();
 
     let whole = task(&env.ctx, "Honeydew-Melon", "img003.jpg", 0).await;
     let sha = whole.sha256.clone();
@@ -160,7 +107,7 @@ async fn concurrent_messages_share_model_calls() {
     };
     let stage = Arc::new(Embed::new(config, store(dir)));
     stage.ready().await.expect("model loads");
-    let env = env();
+    let env = StageEnv::new();
     let files = [
         "img003.jpg",
         "img006.jpg",
@@ -179,7 +126,7 @@ async fn concurrent_messages_share_model_calls() {
         .into_iter()
         .map(|t| {
             let (stage, ctx) = (stage.clone(), env.ctx.clone());
-            tokio::spawn(async move { stage.handle(&ctx, input(t)).await })
+            tokio::spawn(async move { stage.handle(&ctx, input(&t)).await })
         })
         .collect();
     for h in handles {
@@ -191,77 +138,4 @@ async fn concurrent_messages_share_model_calls() {
     let batches = stats.batches.load(Ordering::SeqCst);
     assert!(batches < 8, "8 concurrent messages in {batches} model calls");
     assert!(stats.largest.load(Ordering::SeqCst) >= 2);
-}
-
-/// The sample truth: (collection, file) -> label.
-fn truth() -> BTreeMap<String, String> {
-    let text = std::fs::read_to_string(sample().join("truth.csv")).expect("truth.csv");
-    text.lines()
-        .skip(1)
-        .filter_map(|l| {
-            let f: Vec<&str> = l.trim_end().split(',').collect();
-            (f.len() >= 3).then(|| (format!("{}/{}", f[0], f[1]), f[2].to_owned()))
-        })
-        .collect()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_embedded_pipeline_runs_ingest_detect_embed_over_the_sample() {
-    let Some(dir) = models_dir("the_embedded_pipeline_runs_ingest_detect_embed_over_the_sample") else { return };
-    let models = store(dir);
-    let storage = tempfile::tempdir().expect("tempdir");
-    let backends = Backends::embedded(storage.path()).expect("backends");
-    let job = uuid::Uuid::new_v4();
-    let truth = truth();
-    for name in truth.keys() {
-        let bytes = std::fs::read(sample().join(name)).expect("fixture");
-        backends.blob.put(&format!("uploads/{job}/{name}"), Bytes::from(bytes)).await.expect("upload");
-    }
-    let stages: Vec<Arc<dyn Stage>> = vec![
-        Arc::new(sightline_ingest::Ingest::new(Default::default()).expect("ingest")),
-        Arc::new(sightline_detect::Detect::new(Default::default(), models.clone())),
-        Arc::new(Embed::new(EmbedConfig::default(), models)),
-    ];
-    let settings = RunnerSettings { retry_base_ms: 50, retry_max_ms: 500, ..RunnerSettings::default() };
-    let pipeline = Pipeline::start(backends.clone(), stages, settings);
-    let spec = JobSpec {
-        job_id: job,
-        kind: "annotate".into(),
-        route: vec!["ingest".into(), "detect".into(), "embed".into()],
-        source: Source::S3Prefix { prefix: format!("uploads/{job}/") },
-        options: Default::default(),
-        submitted_at_ms: 0,
-    };
-    sightline_runtime::runner::submit_job(backends.bus.as_ref(), &spec).await.expect("submit");
-    let status = tokio::time::timeout(Duration::from_secs(300), pipeline.wait(job, |_| {}))
-        .await
-        .expect("job finishes in time")
-        .expect("status")
-        .expect("job known");
-    pipeline.stop().await;
-    assert_eq!(status.finished, truth.len() as u64);
-
-    let recs = records::read_records(backends.blob.as_ref(), job).await.expect("records");
-    assert_eq!(recs.len(), truth.len(), "one record per image");
-    let mut filtered = 0;
-    for r in &recs {
-        let label = &truth[&r.name];
-        match r.outcome {
-            ItemOutcome::Filtered => {
-                filtered += 1;
-                assert_eq!(r.stage, "detect");
-                assert_eq!(label, "noise", "{} is a product: {:?}", r.name, r.reason);
-                assert!(!r.annotations.contains_key("embed"), "filtered images are not embedded");
-            }
-            ItemOutcome::Ok => {
-                assert_eq!(r.stage, "embed");
-                let key = r.annotations["embed"]["key"].as_str().expect("embed key");
-                let meta = backends.blob.head(key).await.expect("head").expect("embedding stored");
-                assert_eq!(meta.size, (DIM * 4) as u64);
-                assert!(r.annotations["detect"]["nsfw"].is_number(), "moderation score on every image");
-            }
-            other => panic!("{}: unexpected outcome {other:?} ({:?})", r.name, r.reason),
-        }
-    }
-    assert_eq!(filtered, 8, "four face photos and four text strips");
 }

@@ -1,5 +1,6 @@
 //! The face engine and stage on the committed fixtures (`tests/fixtures/faces`), with the real
-//! models, on the in-memory backends.
+//! models, on the in-memory backends. (The route ingest → face runs in the workspace tests,
+//! `tests/routes`.)
 //!
 //! ```sh
 //! eval "$(models/fetch.sh)"
@@ -9,62 +10,46 @@
 //! Without the `integration` feature the tests skip (with a message) when the models cannot be
 //! loaded; with it, missing models fail them.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
-use bytes::Bytes;
 use image::RgbImage;
-use sightline_blob::{BlobStore, LocalStore};
-use sightline_coord::MemoryCoord;
 use sightline_face::engine::{EngineConfig, FaceEngine};
 use sightline_face::geometry::BoxF;
 use sightline_face::persons::{PersonConfig, cluster};
 use sightline_face::{FaceStage, decode_rgb};
 use sightline_imaging::Limits;
-use sightline_messages::{Body, Envelope, ImageTask, JobSpec, Source};
-use sightline_runtime::embedded::Pipeline;
-use sightline_runtime::runner::submit_job;
-use sightline_runtime::{Backends, Ctx, Effect, Input, RunnerSettings, Stage, StageError, records};
+use sightline_messages::ImageTask;
+use sightline_messages::annotations::FaceOut;
+use sightline_runtime::{Ctx, Effect, Stage, StageError};
+use sightline_test_support::{Item, StageEnv, finished_annotation, input, loaded_or_skip};
 use uuid::Uuid;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn fixtures() -> PathBuf {
-    repo().join("tests/fixtures/faces")
+fn fixture(name: &str) -> Vec<u8> {
+    sightline_test_support::fixture(format!("faces/{name}"))
 }
 
 fn engine() -> Option<Arc<FaceEngine>> {
     static ENGINE: OnceLock<Option<Arc<FaceEngine>>> = OnceLock::new();
     ENGINE
-        .get_or_init(|| match FaceEngine::from_env(1, EngineConfig::default()) {
-            Ok(e) => Some(Arc::new(e)),
-            Err(e) if cfg!(feature = "integration") => panic!("face models: {e}"),
-            Err(e) => {
-                use std::io::Write;
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "SKIPPED: face models unavailable ({e}); run `eval \"$(models/fetch.sh)\"`, or use --features integration to fail instead"
-                );
-                None
-            }
+        .get_or_init(|| {
+            let loaded = FaceEngine::from_env(1, EngineConfig::default()).map(Arc::new);
+            loaded_or_skip(loaded, "face", "integration", cfg!(feature = "integration"))
         })
         .clone()
 }
 
 fn load(name: &str) -> RgbImage {
-    let bytes = std::fs::read(fixtures().join(name)).expect("fixture");
+    let bytes = fixture(name);
     decode_rgb(&bytes, Some(name), &Limits::default()).expect("decode")
 }
 
 fn truth() -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(fixtures().join("truth.json")).expect("truth.json")).expect("json")
+    serde_json::from_slice(&fixture("truth.json")).expect("json")
 }
 
-fn no_face_image() -> PathBuf {
-    repo().join("tests/fixtures/sample/Alpro-Shelf-Soy-Milk/img000.jpg")
+/// A product photo: no face.
+fn no_face_image() -> Vec<u8> {
+    sightline_test_support::fixture("sample/Alpro-Shelf-Soy-Milk/img000.jpg")
 }
 
 #[test]
@@ -122,7 +107,7 @@ fn portraits_of_the_same_person_get_the_same_person_id() {
 fn odd_images_are_handled() {
     let Some(engine) = engine() else { return };
     // No face: a product photo.
-    let product = std::fs::read(no_face_image()).expect("sample image");
+    let product = no_face_image();
     let img = decode_rgb(&product, None, &Limits::default()).expect("decode");
     assert!(engine.analyse(&img).expect("analyse").is_empty());
     // Grayscale: the same portrait still has its face.
@@ -142,153 +127,77 @@ fn odd_images_are_handled() {
     }
 }
 
-fn task(job: Uuid, item: u64, key: &str, name: &str) -> ImageTask {
-    ImageTask {
-        job_id: job,
-        item,
-        collection: "default".into(),
-        name: name.into(),
-        key: key.into(),
-        sha256: String::new(),
-        format: "jpeg".into(),
-        width: 0,
-        height: 0,
-        size: 0,
-        route: vec!["ingest".into(), "face".into()],
-        hop: 1,
-        annotations: BTreeMap::new(),
-    }
+/// Stores the fixture `name` as item `item` of `job`, addressed to the face stage.
+async fn task(ctx: &Ctx, job: Uuid, item: u64, name: &str, bytes: Vec<u8>) -> ImageTask {
+    let route = ["ingest", "face"];
+    Item { job, item, collection: "default", name, route: &route }.store(ctx, bytes).await
 }
 
-fn input(t: &ImageTask) -> Input {
-    let body = Body::Image(t.clone());
-    Input { envelope: Envelope::new(&body, Uuid::new_v4(), t.job_id).expect("envelope"), body }
+fn annotations(effects: &[Effect]) -> FaceOut {
+    finished_annotation(effects)
 }
 
-fn annotations(effects: &[Effect]) -> serde_json::Value {
-    match effects {
-        [Effect::Finish(r)] => r.annotations.get("face").cloned().expect("face annotation"),
-        other => panic!("{other:?}"),
+/// Stores the fixtures `names` as items 0, 1, ... of a new job.
+async fn tasks(ctx: &Ctx, names: &[&str]) -> Vec<ImageTask> {
+    let job = Uuid::new_v4();
+    let mut tasks = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        tasks.push(task(ctx, job, i as u64, name, fixture(name)).await);
     }
+    tasks
 }
 
 #[tokio::test]
 async fn the_handler_is_idempotent_and_dead_letters_corrupt_images() {
     let Some(engine) = engine() else { return };
-    let dir = tempfile::tempdir().expect("tempdir");
-    let blob: Arc<dyn BlobStore> = Arc::new(LocalStore::new(dir.path()).expect("store"));
-    let ctx = Ctx { blob: blob.clone(), coord: Arc::new(MemoryCoord::new()) };
+    let env = StageEnv::new();
+    let ctx = &env.ctx;
     let stage = FaceStage::new(engine, PersonConfig::default(), Limits::default());
-    let job = Uuid::new_v4();
-    for (i, name) in ["salley_1.jpg", "salley_2.jpg", "simm_1.jpg"].iter().enumerate() {
-        blob.put(&format!("in/{i}"), Bytes::from(std::fs::read(fixtures().join(name)).expect("fixture")))
-            .await
-            .expect("put");
-    }
-    let t0 = task(job, 0, "in/0", "salley_1.jpg");
-    let first = annotations(&stage.handle(&ctx, input(&t0)).await.expect("handle"));
-    let again = annotations(&stage.handle(&ctx, input(&t0)).await.expect("handle again"));
+    let t = tasks(ctx, &["salley_1.jpg", "salley_2.jpg", "simm_1.jpg"]).await;
+    let job = t[0].job_id;
+    let first = annotations(&stage.handle(ctx, input(&t[0])).await.expect("handle"));
+    let again = annotations(&stage.handle(ctx, input(&t[0])).await.expect("handle again"));
     assert_eq!(first, again, "a repeated message gives the same faces and persons");
-    let p0 = &first["faces"][0]["person"];
-    assert_eq!(p0, 1);
-    let same = annotations(&stage.handle(&ctx, input(&task(job, 1, "in/1", "salley_2.jpg"))).await.expect("handle"));
-    assert_eq!(&same["faces"][0]["person"], p0, "the same man in another image");
-    let other = annotations(&stage.handle(&ctx, input(&task(job, 2, "in/2", "simm_1.jpg"))).await.expect("handle"));
-    assert_eq!(other["faces"][0]["person"], 2);
+    let p0 = first.faces[0].person;
+    assert_eq!(p0, Some(1));
+    let same = annotations(&stage.handle(ctx, input(&t[1])).await.expect("handle"));
+    assert_eq!(same.faces[0].person, p0, "the same man in another image");
+    let other = annotations(&stage.handle(ctx, input(&t[2])).await.expect("handle"));
+    assert_eq!(other.faces[0].person, Some(2));
     // The embeddings are stored next to the job.
-    let key = first["embeddings"].as_str().expect("embeddings key");
-    let stored: serde_json::Value = serde_json::from_slice(&blob.get(key).await.expect("faces file")).expect("json");
+    let key = first.embeddings.as_deref().expect("embeddings key");
+    let stored: serde_json::Value =
+        serde_json::from_slice(&ctx.blob.get(key).await.expect("faces file")).expect("json");
     assert_eq!(stored["faces"][0]["embedding"].as_array().map(Vec::len), Some(512));
-    assert_eq!(blob.list(&sightline_face::gallery::gallery_prefix(job)).await.expect("list").len(), 3);
+    assert_eq!(ctx.blob.list(&sightline_face::gallery::gallery_prefix(job)).await.expect("list").len(), 3);
 
     // Corrupt bytes: a permanent error with the decoder's reason (the runner dead-letters it).
-    blob.put("in/bad", Bytes::from_static(b"\xff\xd8\xff\xe0 not really a jpeg")).await.expect("put");
-    match stage.handle(&ctx, input(&task(job, 3, "in/bad", "bad.jpg"))).await {
+    let bad = task(ctx, job, 3, "bad.jpg", b"\xff\xd8\xff\xe0 not really a jpeg".to_vec()).await;
+    match stage.handle(ctx, input(&bad)).await {
         Err(StageError::Permanent(reason)) => assert!(reason.contains("jpeg"), "{reason}"),
         other => panic!("{other:?}"),
     }
 }
 
-#[tokio::test]
-async fn an_embedded_job_through_ingest_and_face() {
-    let Some(engine) = engine() else { return };
-    let dir = tempfile::tempdir().expect("tempdir");
-    let backends = Backends::embedded(&dir.path().join("storage")).expect("backends");
-    let job = Uuid::new_v4();
-    let prefix = format!("uploads/{job}/");
-    let files = ["group.jpg", "salley_1.jpg", "salley_2.jpg", "simm_1.jpg", "simm_2.jpg"];
-    for f in files {
-        let bytes = std::fs::read(fixtures().join(f)).expect("fixture");
-        backends.blob.put(&format!("{prefix}{f}"), Bytes::from(bytes)).await.expect("upload");
-    }
-    let product = std::fs::read(no_face_image()).expect("sample");
-    backends.blob.put(&format!("{prefix}product.jpg"), Bytes::from(product)).await.expect("upload");
-
-    let stages: Vec<Arc<dyn Stage>> = vec![
-        Arc::new(sightline_ingest::Ingest::new(Default::default()).expect("ingest")),
-        Arc::new(FaceStage::new(engine, PersonConfig::default(), Limits::default())),
-    ];
-    let settings = RunnerSettings { retry_base_ms: 50, retry_max_ms: 500, prefetch: 2, ..RunnerSettings::default() };
-    let pipeline = Pipeline::start(backends.clone(), stages, settings);
-    let spec = JobSpec {
-        job_id: job,
-        kind: "face".into(),
-        route: vec!["ingest".into(), "face".into()],
-        source: Source::S3Prefix { prefix },
-        options: Default::default(),
-        submitted_at_ms: 0,
-    };
-    submit_job(backends.bus.as_ref(), &spec).await.expect("submit");
-    let status = tokio::time::timeout(std::time::Duration::from_secs(300), pipeline.wait(job, |_| {}))
-        .await
-        .expect("job finishes")
-        .expect("status")
-        .expect("known job");
-    pipeline.stop().await;
-    assert_eq!(status.outcomes.get("ok"), Some(&6), "{status:?}");
-    let recs = records::read_records(backends.blob.as_ref(), job).await.expect("records");
-    let faces = |name: &str| {
-        recs.iter().find(|r| r.name == name).and_then(|r| r.annotations.get("face")).cloned().expect("annotation")
-    };
-    assert_eq!(faces("group.jpg")["count"], 3);
-    assert_eq!(faces("product.jpg")["count"], 0);
-    assert_eq!(faces("product.jpg")["faces"], serde_json::json!([]));
-    let person = |name: &str| faces(name)["faces"][0]["person"].as_u64().expect("person");
-    assert_eq!(person("salley_1.jpg"), person("salley_2.jpg"));
-    assert_eq!(person("simm_1.jpg"), person("simm_2.jpg"));
-    assert_ne!(person("salley_1.jpg"), person("simm_1.jpg"));
-    let group_persons: Vec<u64> =
-        faces("group.jpg")["faces"].as_array().expect("faces").iter().filter_map(|f| f["person"].as_u64()).collect();
-    assert!(!group_persons.contains(&person("salley_1.jpg")), "strangers are not the portrait's man");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_workers_at_once_agree_on_persons() {
     let Some(engine) = engine() else { return };
-    let dir = tempfile::tempdir().expect("tempdir");
-    let blob: Arc<dyn BlobStore> = Arc::new(LocalStore::new(dir.path()).expect("store"));
-    let ctx = Ctx { blob: blob.clone(), coord: Arc::new(MemoryCoord::new()) };
+    let env = StageEnv::new();
+    let ctx = &env.ctx;
     // Two stages (two workers' caches) over the same storage and coordination.
     let a = FaceStage::new(engine.clone(), PersonConfig::default(), Limits::default());
     let b = FaceStage::new(engine, PersonConfig::default(), Limits::default());
-    let job = Uuid::new_v4();
-    let names = ["salley_1.jpg", "salley_2.jpg", "simm_1.jpg", "simm_2.jpg"];
-    for (i, name) in names.iter().enumerate() {
-        blob.put(&format!("in/{i}"), Bytes::from(std::fs::read(fixtures().join(name)).expect("fixture")))
-            .await
-            .expect("put");
-    }
-    let t: Vec<ImageTask> = names.iter().enumerate().map(|(i, n)| task(job, i as u64, &format!("in/{i}"), n)).collect();
+    let t = tasks(ctx, &["salley_1.jpg", "salley_2.jpg", "simm_1.jpg", "simm_2.jpg"]).await;
     // Two different men reach the two workers at once, then their second photos do, the other
     // way round. (The race on the gallery itself is forced in `gallery.rs`'s unit tests.)
-    let (r0, r2) = tokio::join!(a.handle(&ctx, input(&t[0])), b.handle(&ctx, input(&t[2])));
-    let (r3, r1) = tokio::join!(a.handle(&ctx, input(&t[3])), b.handle(&ctx, input(&t[1])));
-    let person = |r: Result<Vec<Effect>, StageError>| annotations(&r.expect("handle"))["faces"][0]["person"].clone();
+    let (r0, r2) = tokio::join!(a.handle(ctx, input(&t[0])), b.handle(ctx, input(&t[2])));
+    let (r3, r1) = tokio::join!(a.handle(ctx, input(&t[3])), b.handle(ctx, input(&t[1])));
+    let person = |r: Result<Vec<Effect>, StageError>| annotations(&r.expect("handle")).faces[0].person;
     let (p0, p1, p2, p3) = (person(r0), person(r1), person(r2), person(r3));
     assert_ne!(p0, p2, "two men handled concurrently are two persons");
     assert_eq!(p0, p1, "each man keeps his person across workers");
     assert_eq!(p2, p3);
-    let mut ids = vec![p0.as_u64().expect("id"), p2.as_u64().expect("id")];
+    let mut ids = vec![p0.expect("id"), p2.expect("id")];
     ids.sort_unstable();
     assert_eq!(ids, vec![1, 2], "ids are dense from 1");
 }

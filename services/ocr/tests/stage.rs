@@ -1,5 +1,6 @@
 //! The OCR engine and stage on the committed fixtures (`tests/fixtures/ocr`), with the real
-//! models, on the in-memory backends.
+//! models, on the in-memory backends. (The route ingest → ocr runs in the workspace tests,
+//! `tests/routes`.)
 //!
 //! ```sh
 //! eval "$(models/fetch.sh)"
@@ -9,44 +10,27 @@
 //! Without the `models` feature the tests skip (with a message) when the models cannot be
 //! loaded; with it, missing models fail them.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
-use bytes::Bytes;
-use sightline_blob::{BlobStore, LocalStore};
-use sightline_coord::MemoryCoord;
 use sightline_imaging::Limits;
-use sightline_messages::{Body, Envelope, ImageTask, JobSpec, Source};
+use sightline_messages::ImageTask;
+use sightline_messages::annotations::OcrOut;
 use sightline_ocr::cv::Bgr;
 use sightline_ocr::{EngineOptions, Ocr, OcrConfig, OcrEngine};
-use sightline_runtime::embedded::Pipeline;
-use sightline_runtime::runner::submit_job;
-use sightline_runtime::{Backends, Ctx, Effect, Input, RunnerSettings, Stage, StageError, records};
+use sightline_runtime::{Ctx, Stage, StageError};
+use sightline_test_support::{Item, StageEnv, finished_annotation, input, loaded_or_skip};
 use uuid::Uuid;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
 fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(repo().join("tests/fixtures/ocr").join(name)).expect("fixture")
+    sightline_test_support::fixture(format!("ocr/{name}"))
 }
 
 fn engine() -> Option<Arc<OcrEngine>> {
     static ENGINE: OnceLock<Option<Arc<OcrEngine>>> = OnceLock::new();
     ENGINE
-        .get_or_init(|| match OcrEngine::from_env(&EngineOptions::default(), OcrConfig::default()) {
-            Ok(e) => Some(Arc::new(e)),
-            Err(e) if cfg!(feature = "models") => panic!("ocr models: {e}"),
-            Err(e) => {
-                use std::io::Write;
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "SKIPPED: ocr models unavailable ({e}); run `eval \"$(models/fetch.sh)\"`, or use --features models to fail instead"
-                );
-                None
-            }
+        .get_or_init(|| {
+            let loaded = OcrEngine::from_env(&EngineOptions::default(), OcrConfig::default()).map(Arc::new);
+            loaded_or_skip(loaded, "ocr", "models", cfg!(feature = "models"))
         })
         .clone()
 }
@@ -89,7 +73,7 @@ fn the_price_poster_gives_structured_prices() {
 #[test]
 fn no_text_tiny_and_odd_shapes_are_not_errors() {
     let Some(engine) = engine() else { return };
-    let melon = std::fs::read(repo().join("tests/fixtures/sample/Honeydew-Melon/img003.jpg")).expect("sample");
+    let melon = sightline_test_support::fixture("sample/Honeydew-Melon/img003.jpg");
     let (out, _) = engine.read_bytes(&melon, Some("melon.jpg"), &Limits::default()).expect("read");
     assert!(out.lines.is_empty() && out.prices.is_empty(), "{out:?}");
     let white = |w: usize, h: usize| Bgr { width: w, height: h, data: vec![255; w * h * 3] };
@@ -119,92 +103,29 @@ fn a_huge_image_is_scaled_down_and_boxes_come_back_in_its_pixels() {
     assert!(lines[0].bbox.iter().all(|p| p[0] >= 0.0 && p[0] <= page.width as f32), "{:?}", lines[0].bbox);
 }
 
-fn task(job: Uuid, key: &str, name: &str) -> ImageTask {
-    ImageTask {
-        job_id: job,
-        item: 0,
-        collection: "default".into(),
-        name: name.into(),
-        key: key.into(),
-        sha256: String::new(),
-        format: "jpeg".into(),
-        width: 0,
-        height: 0,
-        size: 0,
-        route: vec!["ingest".into(), "ocr".into()],
-        hop: 1,
-        annotations: BTreeMap::new(),
-    }
-}
-
-fn input(t: &ImageTask) -> Input {
-    let body = Body::Image(t.clone());
-    Input { envelope: Envelope::new(&body, Uuid::new_v4(), t.job_id).expect("envelope"), body }
+/// Stores `bytes` as the image `name` of `job`, addressed to OCR.
+async fn task(ctx: &Ctx, job: Uuid, name: &str, bytes: Vec<u8>) -> ImageTask {
+    let route = ["ingest", "ocr"];
+    Item { job, item: 0, collection: "default", name, route: &route }.store(ctx, bytes).await
 }
 
 #[tokio::test]
 async fn the_handler_is_idempotent_and_dead_letters_corrupt_images() {
     let Some(engine) = engine() else { return };
-    let dir = tempfile::tempdir().expect("tempdir");
-    let blob: Arc<dyn BlobStore> = Arc::new(LocalStore::new(dir.path()).expect("store"));
-    let ctx = Ctx { blob: blob.clone(), coord: Arc::new(MemoryCoord::new()) };
+    let env = StageEnv::new();
+    let ctx = &env.ctx;
     let stage = Ocr::with_engine(engine, Limits::default());
-    blob.put("in/hello", Bytes::from(fixture("helloworld.jpg"))).await.expect("put");
-    let t = task(Uuid::new_v4(), "in/hello", "helloworld.jpg");
-    let ann = |effects: Vec<Effect>| match effects.as_slice() {
-        [Effect::Finish(r)] => r.annotations.get("ocr").cloned().expect("ocr annotation"),
-        other => panic!("{other:?}"),
-    };
-    let first = ann(stage.handle(&ctx, input(&t)).await.expect("handle"));
-    let again = ann(stage.handle(&ctx, input(&t)).await.expect("handle again"));
+    let t = task(ctx, Uuid::new_v4(), "helloworld.jpg", fixture("helloworld.jpg")).await;
+    let first: OcrOut = finished_annotation(&stage.handle(ctx, input(&t)).await.expect("handle"));
+    let again: OcrOut = finished_annotation(&stage.handle(ctx, input(&t)).await.expect("handle again"));
     assert_eq!(first, again);
-    assert_eq!(first["lines"][0]["text"], "Hello world!你好世界");
-    assert_eq!(first["lines"][0]["box"].as_array().map(Vec::len), Some(4));
-    assert_eq!(first["prices"], serde_json::json!([]));
+    assert_eq!(first.lines[0].text, "Hello world!你好世界");
+    assert_ne!(first.lines[0].bbox, [[0.0; 2]; 4], "the line has its box");
+    assert!(first.prices.is_empty());
 
-    blob.put("in/bad", Bytes::from_static(b"\xff\xd8\xff\xe0 not really a jpeg")).await.expect("put");
-    match stage.handle(&ctx, input(&task(t.job_id, "in/bad", "bad.jpg"))).await {
+    let bad = task(ctx, t.job_id, "bad.jpg", b"\xff\xd8\xff\xe0 not really a jpeg".to_vec()).await;
+    match stage.handle(ctx, input(&bad)).await {
         Err(StageError::Permanent(reason)) => assert!(reason.contains("jpeg"), "{reason}"),
         other => panic!("{other:?}"),
     }
-}
-
-#[tokio::test]
-async fn an_embedded_job_through_ingest_and_ocr() {
-    let Some(engine) = engine() else { return };
-    let dir = tempfile::tempdir().expect("tempdir");
-    let backends = Backends::embedded(&dir.path().join("storage")).expect("backends");
-    let job = Uuid::new_v4();
-    let prefix = format!("uploads/{job}/");
-    for f in ["helloworld.jpg", "20457890_2399557098.jpg", "ch_en_num.jpg"] {
-        backends.blob.put(&format!("{prefix}{f}"), Bytes::from(fixture(f))).await.expect("upload");
-    }
-    let stages: Vec<Arc<dyn Stage>> = vec![
-        Arc::new(sightline_ingest::Ingest::new(Default::default()).expect("ingest")),
-        Arc::new(Ocr::with_engine(engine, Limits::default())),
-    ];
-    let settings = RunnerSettings { retry_base_ms: 50, retry_max_ms: 500, prefetch: 2, ..RunnerSettings::default() };
-    let pipeline = Pipeline::start(backends.clone(), stages, settings);
-    let spec = JobSpec {
-        job_id: job,
-        kind: "ocr".into(),
-        route: vec!["ingest".into(), "ocr".into()],
-        source: Source::S3Prefix { prefix },
-        options: Default::default(),
-        submitted_at_ms: 0,
-    };
-    submit_job(backends.bus.as_ref(), &spec).await.expect("submit");
-    let status = tokio::time::timeout(std::time::Duration::from_secs(300), pipeline.wait(job, |_| {}))
-        .await
-        .expect("job finishes")
-        .expect("status")
-        .expect("known job");
-    pipeline.stop().await;
-    assert_eq!(status.outcomes.get("ok"), Some(&3), "{status:?}");
-    let recs = records::read_records(backends.blob.as_ref(), job).await.expect("records");
-    let ocr = |name: &str| {
-        recs.iter().find(|r| r.name == name).and_then(|r| r.annotations.get("ocr")).cloned().expect("annotation")
-    };
-    assert_eq!(ocr("20457890_2399557098.jpg")["lines"][0]["text"], "就会哈哈大笑。3.0");
-    assert_eq!(ocr("ch_en_num.jpg")["prices"].as_array().map(Vec::len), Some(3));
 }

@@ -2,14 +2,10 @@
 //! embedded mode) on the committed sample: every repost is found, and nothing else.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 
 use sightline::embedded::dedup::run_folder;
 use sightline_dedup::DedupConfig;
-
-fn sample() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/sample")
-}
+use sightline_test_support::sample;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sample_folder_finds_its_reposts_and_nothing_else() {

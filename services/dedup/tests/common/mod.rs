@@ -3,52 +3,25 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Cursor;
-use std::path::PathBuf;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use image::{DynamicImage, ImageFormat};
-use sightline_blob::LocalStore;
 use sightline_coord::Coord;
 use sightline_dedup::{Decision, Dedup, DedupConfig};
 use sightline_messages::ImageTask;
 use sightline_runtime::{Ctx, StageError};
+use sightline_test_support::{Item, ctx_in, fixture};
 use uuid::Uuid;
 
-/// `tests/fixtures/sample` at the repository root.
-pub fn sample() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/sample")
-}
-
-/// Reads a sample fixture.
-pub fn fixture(rel: &str) -> Vec<u8> {
-    std::fs::read(sample().join(rel)).expect("read fixture")
-}
-
-/// A context over a fresh local store and the given coordination.
-pub fn ctx(dir: &std::path::Path, coord: Arc<dyn Coord>) -> Ctx {
-    Ctx { blob: Arc::new(LocalStore::new(dir).expect("store")), coord }
+/// Reads a photo of the committed sample (`tests/fixtures/sample`).
+pub fn sample_photo(rel: &str) -> Vec<u8> {
+    fixture(format!("sample/{rel}"))
 }
 
 /// Stores `bytes` content-addressed and makes the task dedup would receive for them.
 pub async fn task(ctx: &Ctx, job: Uuid, item: u64, collection: &str, name: &str, bytes: Vec<u8>) -> ImageTask {
-    let size = bytes.len() as u64;
-    let (key, sha256, _) = sightline_blob::put_content(ctx.blob.as_ref(), Bytes::from(bytes)).await.expect("put");
-    ImageTask {
-        job_id: job,
-        item,
-        collection: collection.into(),
-        name: name.into(),
-        key,
-        sha256,
-        format: "jpeg".into(),
-        width: 1,
-        height: 1,
-        size,
-        route: vec!["ingest".into(), "dedup".into(), "embed".into()],
-        hop: 1,
-        annotations: BTreeMap::new(),
-    }
+    let route = ["ingest", "dedup", "embed"];
+    Item { job, item, collection, name, route: &route }.store(ctx, bytes).await
 }
 
 /// Encodes an image in `format` (JPEG at `quality`).
@@ -91,13 +64,13 @@ pub fn copies(original: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
 /// handled at once in a shuffled order: exactly one original per picture.
 pub async fn race(coords: [Arc<dyn Coord>; 2], rounds: usize) {
     let dir = tempfile::tempdir().expect("tmp");
-    let ctxs = coords.map(|c| ctx(dir.path(), c));
+    let ctxs = coords.map(|c| ctx_in(dir.path(), c));
     let ctx = &ctxs[0];
     let job = Uuid::new_v4();
     let pictures = ["Honeydew-Melon/img006.jpg", "Alpro-Shelf-Soy-Milk/img004.jpg", "Tropicana-Apple-Juice/img005.jpg"];
     let mut tasks = Vec::new();
     for (p, picture) in pictures.iter().enumerate() {
-        for (c, (name, bytes)) in copies(&fixture(picture)).into_iter().enumerate() {
+        for (c, (name, bytes)) in copies(&sample_photo(picture)).into_iter().enumerate() {
             let item = (p * 100 + c) as u64;
             for round in 0..rounds {
                 // Several rounds: the same copy delivered again concurrently, as on redelivery.
