@@ -18,7 +18,7 @@ use sightline_blob::LocalStore;
 use sightline_coord::{Coord, JobStatus, MemoryCoord};
 use sightline_messages::annotations::Annotation;
 use sightline_messages::{Body, Envelope, ImageTask, ItemRecord, JobSpec, Source};
-use sightline_runtime::embedded::{JobRun, run_job};
+use sightline_runtime::embedded::{JobRun, embedded_settings, run_job};
 use sightline_runtime::{Backends, Ctx, Effect, Input, Stage};
 use uuid::Uuid;
 
@@ -264,11 +264,13 @@ impl EmbeddedJob {
             submitted_at_ms: 0,
         };
         let inputs = files.into_iter().map(|(name, bytes)| (name, Bytes::from(bytes))).collect();
-        let JobRun { status, records, .. } =
-            tokio::time::timeout(Duration::from_secs(300), run_job(&backends, stages, inputs, &spec, |_| {}))
-                .await
-                .expect("job finishes in time")
-                .expect("job runs");
+        let JobRun { status, records, .. } = tokio::time::timeout(
+            Duration::from_secs(300),
+            run_job(&backends, stages, inputs, &spec, embedded_settings(), |_| {}),
+        )
+        .await
+        .expect("job finishes in time")
+        .expect("job runs");
         Self { backends, job, status, records, _storage: storage }
     }
 
