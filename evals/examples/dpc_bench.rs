@@ -19,9 +19,11 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use sightline_cluster::ari::adjusted_rand_index;
-use sightline_cluster::dpc::{Clustering, DensityPeaks, Exact, Kernel, Params, Scaled, exact_knn, scaled::IndexParams};
-use sightline_cluster::points::Points;
+use sightline_clustering::ari::adjusted_rand_index;
+use sightline_clustering::dpc::{
+    Clustering, DensityPeaks, Exact, Kernel, Params, Scaled, exact_knn, scaled::IndexParams,
+};
+use sightline_clustering::points::Points;
 use sightline_evals::synth::{Blobs, generate};
 
 struct Args {
@@ -174,7 +176,7 @@ fn main() {
         "threads": args.threads.unwrap_or_else(rayon::current_num_threads), "cpu_s": cpu,
     });
     if let Some(m) = args.sample {
-        let mut rng = sightline_cluster::dpc::SplitMix64(7);
+        let mut rng = sightline_clustering::dpc::SplitMix64(7);
         let mut idx: Vec<usize> = (0..points.len()).collect();
         for i in 0..m.min(idx.len()) {
             let j = i + (rng.next_u64() % (idx.len() - i) as u64) as usize;
@@ -228,7 +230,7 @@ fn main() {
     if let Some(q) = args.recall {
         // Recall@k of the index's neighbour lists against brute force, on q random points.
         let k = c.k;
-        let mut rng = sightline_cluster::dpc::SplitMix64(11);
+        let mut rng = sightline_clustering::dpc::SplitMix64(11);
         let queries: Vec<usize> = (0..q).map(|_| (rng.next_u64() % points.len() as u64) as usize).collect();
         let truth_lists = exact_knn(&points, &queries, k);
         let t = Instant::now();

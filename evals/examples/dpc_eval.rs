@@ -10,9 +10,9 @@
 
 use std::path::PathBuf;
 
-use sightline_cluster::ari::adjusted_rand_index;
-use sightline_cluster::dpc::{CentreRule, DensityPeaks, Exact, Kernel, Params, Scaled};
-use sightline_cluster::points::parse_csv;
+use sightline_clustering::ari::adjusted_rand_index;
+use sightline_clustering::dpc::{CentreRule, DensityPeaks, Exact, Kernel, Params, Scaled};
+use sightline_clustering::points::parse_csv;
 
 struct Args {
     data: PathBuf,
@@ -35,8 +35,8 @@ fn parse_args() -> Args {
         percent: 1.0,
         k: None,
         k_min: Params::default().k_min,
-        z_min: sightline_cluster::dpc::AUTO_Z_MIN,
-        merge: Some(sightline_cluster::dpc::AUTO_MERGE),
+        z_min: sightline_clustering::dpc::AUTO_Z_MIN,
+        merge: Some(sightline_clustering::dpc::AUTO_MERGE),
         top: 0,
         json: None,
         only: None,

@@ -7,8 +7,8 @@
 
 use rayon::prelude::*;
 
-use sightline_cluster::dpc::SplitMix64;
-use sightline_cluster::points::Points;
+use sightline_clustering::dpc::SplitMix64;
+use sightline_clustering::points::Points;
 
 /// Parameters of [`generate`].
 #[derive(Debug, Clone, PartialEq)]

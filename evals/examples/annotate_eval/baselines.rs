@@ -17,9 +17,9 @@ use linfa_nn::CommonNearestNeighbour;
 use linfa_nn::distance::L2Dist;
 use ndarray16::Array2;
 use serde::Serialize;
-use sightline_cluster::dpc::{self, Method as DpcMethod, Params};
-use sightline_cluster::points::Points;
-use sightline_cluster::stage::{self, LabelRule};
+use sightline_clustering::dpc::{self, Method as DpcMethod, Params};
+use sightline_clustering::labels::{self, LabelRule};
+use sightline_clustering::points::Points;
 
 /// One collection's embedded images, in item order (the order the cluster stage uses).
 pub struct Collection {
@@ -187,7 +187,7 @@ fn dpc_outcomes(c: &Collection, rule: &LabelRule) -> Result<Vec<Outcome>, String
     }
     let points = Points::from_rows(&c.vectors).map_err(|e| e.to_string())?;
     let clustering = dpc::cluster(&points, &Params::default(), DpcMethod::Auto).map_err(|e| e.to_string())?;
-    Ok(stage::label(&clustering, rule)
+    Ok(labels::label(&clustering, rule)
         .into_iter()
         .map(|l| Outcome { product: l.label == "product", cluster: Some(l.cluster as usize) })
         .collect())

@@ -30,7 +30,7 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use serde::Serialize;
 use sightline::report::score::{self, Counts, Labels, Score, TruthRow, pct};
-use sightline_cluster::stage::LabelRule;
+use sightline_clustering::labels::LabelRule;
 
 use baselines::{Collection, Method};
 

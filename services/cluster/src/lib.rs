@@ -1,23 +1,4 @@
-//! Sightline's clustering library: density-peaks clustering (Rodriguez & Laio 2014) with an exact
-//! and a scaled implementation behind one interface ([`dpc::DensityPeaks`]), the decision-graph
-//! plot, the adjusted Rand index for evaluation, the point-set CSV format of `sightline cluster`,
-//! and the cluster stage ([`stage`]).
-//! Algorithm, parameters and measurements: `docs/clustering.md`.
-//!
-//! ```
-//! use sightline_cluster::dpc::{self, Method, Params};
-//! use sightline_cluster::points::Points;
-//!
-//! // Two tight groups of three points.
-//! let points = Points::from_rows(&[[0.0f32, 0.0], [0.1, 0.0], [0.0, 0.1], [5.0, 5.0], [5.1, 5.0], [5.0, 5.1]])?;
-//! let params = Params { k: Some(2), ..Params::default() };
-//! let clustering = dpc::cluster(&points, &params, Method::Exact)?;
-//! assert_eq!(clustering.labels[0], clustering.labels[2]);
-//! # Ok::<(), sightline_cluster::dpc::DpcError>(())
-//! ```
+//! The cluster stage ([`stage`]): the fan-in of the annotation route, density peaks over each
+//! complete collection and the labelling rule, both from `sightline-clustering`.
 
-pub mod ari;
-pub mod dpc;
-pub mod points;
 pub mod stage;
-pub mod svg;

@@ -1,6 +1,7 @@
 //! The cluster worker: density-peaks clustering of each collection once all its images arrived.
 
-use sightline_cluster::stage::{ClusterStage, LabelRule};
+use sightline_cluster::stage::ClusterStage;
+use sightline_clustering::labels::LabelRule;
 use sightline_runtime::{Worker, service};
 
 /// What `--help` says the worker does.

@@ -5,8 +5,8 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use sightline_cluster::ari::adjusted_rand_index;
-use sightline_cluster::points::parse_csv;
+use sightline_clustering::ari::adjusted_rand_index;
+use sightline_clustering::points::parse_csv;
 
 fn fixture() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/clustering/aggregation.csv")

@@ -1,5 +1,5 @@
 //! `sightline cluster POINTS.csv --out OUT`: density-peaks clustering of a point set, with the
-//! same code the cluster stage runs on a collection's embeddings (`sightline_cluster::dpc`).
+//! same code the cluster stage runs on a collection's embeddings (`sightline_clustering::dpc`).
 //!
 //! Input: CSV, one row per point, numeric feature columns, an optional header, and an optional
 //! final column named `label` that is ignored (benchmark sets carry their ground truth there).
@@ -17,11 +17,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Args;
-use sightline_cluster::dpc::scaled::IndexParams;
-use sightline_cluster::dpc::{
+use sightline_clustering::dpc::scaled::IndexParams;
+use sightline_clustering::dpc::{
     AUTO_MERGE, AUTO_Z_MIN, CentreRule, Clustering, DensityPeaks, Exact, Kernel, Method, Params, Scaled,
 };
-use sightline_cluster::{points, svg};
+use sightline_clustering::{points, svg};
 
 /// Options of `sightline cluster`.
 #[derive(Debug, Args)]
@@ -84,11 +84,11 @@ pub struct ClusterArgs {
 }
 
 fn parse_kernel(s: &str) -> Result<Kernel, String> {
-    s.parse().map_err(|e: sightline_cluster::dpc::DpcError| e.to_string())
+    s.parse().map_err(|e: sightline_clustering::dpc::DpcError| e.to_string())
 }
 
 fn parse_method(s: &str) -> Result<Method, String> {
-    s.parse().map_err(|e: sightline_cluster::dpc::DpcError| e.to_string())
+    s.parse().map_err(|e: sightline_clustering::dpc::DpcError| e.to_string())
 }
 
 impl ClusterArgs {
@@ -121,7 +121,7 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<i32> {
     let exact = match args.method {
         Method::Exact => true,
         Method::Scaled => false,
-        Method::Auto => n <= sightline_cluster::dpc::AUTO_EXACT_MAX,
+        Method::Auto => n <= sightline_clustering::dpc::AUTO_EXACT_MAX,
     };
     let imp: Box<dyn DensityPeaks> = if exact {
         Box::new(Exact::new(params.clone()))
