@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::multipart::MultipartRejection;
@@ -180,9 +180,7 @@ async fn files(multipart: Result<Multipart, MultipartRejection>) -> Result<Vec<(
     Ok(out)
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
+use sightline_messages::now_ms;
 
 /// Uploads `files` under `uploads/<job>/<collection>/` and publishes the job.
 async fn start_job(

@@ -5,7 +5,7 @@
 mod fetch;
 
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -97,9 +97,7 @@ pub fn collection_of(relative: &str) -> (String, String) {
     }
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
+use sightline_messages::now_ms;
 
 impl Ingest {
     async fn expand(&self, ctx: &Ctx, job: &JobSpec) -> Result<Vec<Effect>, StageError> {

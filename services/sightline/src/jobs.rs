@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
@@ -24,10 +24,7 @@ use crate::walk::Walk;
 /// Files larger than this are not uploaded (ingest would reject them anyway).
 const UPLOAD_CAP: u64 = 1 << 30;
 
-/// Milliseconds since the Unix epoch (0 if the clock is before it).
-pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
+pub use sightline_messages::now_ms;
 
 /// Uploads every file under `dir` to `prefix` + relative path, 16 at a time, with a progress
 /// bar. Returns how many were uploaded. With `collections_only`, files directly in `dir` (a

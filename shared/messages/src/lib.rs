@@ -102,3 +102,9 @@ impl Envelope {
 pub fn derive_id(parent: uuid::Uuid, index: u64) -> uuid::Uuid {
     uuid::Uuid::new_v5(&parent, &index.to_be_bytes())
 }
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it): the timestamps messages and
+/// records carry (`submitted_at_ms`, …).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}

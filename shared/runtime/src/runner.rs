@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use sightline_bus::{Bus, BusError, Consumer, Delivery, Outgoing, backoff};
 use sightline_messages::{Body, Envelope, ItemOutcome, ItemRecord, STAGES, headers};
@@ -39,9 +39,7 @@ struct Shared {
     metrics: Arc<Metrics>,
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
+use sightline_messages::now_ms;
 
 impl Runner {
     /// A runner for `stage` over `backends`.
