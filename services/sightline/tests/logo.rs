@@ -37,20 +37,26 @@ fn layout(root: &Path) -> PathBuf {
     queries
 }
 
-fn search_logos(catalog: &Path, queries: &Path, extra: &[&str]) -> (i32, Vec<Value>, String) {
-    common::run_search(&["--logo", "--k", "5"], catalog, queries, extra)
+/// Searches the two-logo catalogue for the laid-out queries with EXTRA flags and checks it
+/// answered every query; None (the test skips) when the models are missing.
+fn search_logos(test: &str, extra: &[&str]) -> Option<Vec<Value>> {
+    if !models_available(test) {
+        return None;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let queries = layout(dir.path());
+    let (code, results, stderr) =
+        common::run_search(&["--logo", "--k", "5"], &repo().join("tests/fixtures/logos"), &queries, extra);
+    assert_eq!(code, 0, "exit code; stderr:\n{stderr}");
+    assert_eq!(results.len(), QUERIES.len(), "one object per query:\n{results:#?}");
+    Some(results)
 }
 
 #[test]
 fn logo_search_finds_the_brand_of_a_shop_photo() {
-    if !models_available("logo_search_finds_the_brand_of_a_shop_photo") {
+    let Some(results) = search_logos("logo_search_finds_the_brand_of_a_shop_photo", &[]) else {
         return;
-    }
-    let dir = tempfile::tempdir().expect("temp dir");
-    let queries = layout(dir.path());
-    let (code, results, stderr) = search_logos(&repo().join("tests/fixtures/logos"), &queries, &[]);
-    assert_eq!(code, 0, "exit code; stderr:\n{stderr}");
-    assert_eq!(results.len(), QUERIES.len(), "one object per query:\n{results:#?}");
+    };
     let mut best_with_logo = f64::MAX;
     let mut best_without: f64 = 0.0;
     for (r, (q, brand)) in results.iter().zip(QUERIES) {
@@ -87,14 +93,9 @@ fn logo_search_finds_the_brand_of_a_shop_photo() {
 
 #[test]
 fn logo_search_without_ocr_scores_the_look_alone() {
-    if !models_available("logo_search_without_ocr_scores_the_look_alone") {
+    let Some(results) = search_logos("logo_search_without_ocr_scores_the_look_alone", &["--no-ocr"]) else {
         return;
-    }
-    let dir = tempfile::tempdir().expect("temp dir");
-    let queries = layout(dir.path());
-    let (code, results, stderr) = search_logos(&repo().join("tests/fixtures/logos"), &queries, &["--no-ocr"]);
-    assert_eq!(code, 0, "exit code; stderr:\n{stderr}");
-    assert_eq!(results.len(), QUERIES.len());
+    };
     let (mut with_logo, mut without) = (f64::MAX, 0.0f64);
     for (r, (q, brand)) in results.iter().zip(QUERIES) {
         let m = &r["matches"][0];
@@ -116,12 +117,5 @@ fn logo_search_without_ocr_scores_the_look_alone() {
 
 #[test]
 fn logo_search_refuses_an_empty_catalogue_before_loading_models() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (empty, queries) = (dir.path().join("empty"), dir.path().join("queries"));
-    std::fs::create_dir_all(&empty).expect("mkdir");
-    std::fs::create_dir_all(&queries).expect("mkdir");
-    std::fs::write(queries.join("q.jpg"), b"not read").expect("write");
-    let (code, _, stderr) = search_logos(&empty, &queries, &[]);
-    assert_eq!(code, 1);
-    assert!(stderr.contains("no images under"), "{stderr}");
+    common::assert_refuses_empty_catalogue(&["--logo", "--k", "5"]);
 }

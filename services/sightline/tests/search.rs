@@ -37,8 +37,19 @@ fn layout(root: &Path, per_product: usize) -> (PathBuf, PathBuf) {
     (catalog, queries)
 }
 
-fn search(catalog: &Path, queries: &Path, extra: &[&str]) -> (i32, Vec<Value>, String) {
-    common::run_search(&["--k", "3"], catalog, queries, extra)
+/// Searches a catalogue laid out with `per_product` queries of each product with EXTRA flags and
+/// counts the queries that found their product first (`check`); None (the test skips) when the
+/// models are missing.
+fn search(test: &str, per_product: usize, extra: &[&str]) -> Option<(Vec<Value>, usize)> {
+    if !models_available(test) {
+        return None;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (catalog, queries) = layout(dir.path(), per_product);
+    let (code, results, stderr) = common::run_search(&["--k", "3"], &catalog, &queries, extra);
+    assert_eq!(code, 0, "exit code; stderr:\n{stderr}");
+    let right = check(&results, per_product);
+    Some((results, right))
 }
 
 fn product_of(name: &str) -> &str {
@@ -76,14 +87,10 @@ fn check(results: &[Value], per_product: usize) -> usize {
 
 #[test]
 fn search_without_ocr_ranks_each_query_against_the_catalogue() {
-    if !models_available("search_without_ocr_ranks_each_query_against_the_catalogue") {
+    let Some((results, right)) = search("search_without_ocr_ranks_each_query_against_the_catalogue", 4, &["--no-ocr"])
+    else {
         return;
-    }
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (catalog, queries) = layout(dir.path(), 4);
-    let (code, results, stderr) = search(&catalog, &queries, &["--no-ocr"]);
-    assert_eq!(code, 0, "exit code; stderr:\n{stderr}");
-    let right = check(&results, 4);
+    };
     // Measured: 10 of 12 (the two Alpro cartons rank the Tropicana carton first on looks
     // alone); the floor allows one more miss.
     assert!(right >= 9, "{right} of 12 queries found their product first:\n{results:#?}");
@@ -91,14 +98,9 @@ fn search_without_ocr_ranks_each_query_against_the_catalogue() {
 
 #[test]
 fn search_with_ocr_reads_text_and_keeps_copies_first() {
-    if !models_available("search_with_ocr_reads_text_and_keeps_copies_first") {
+    let Some((results, right)) = search("search_with_ocr_reads_text_and_keeps_copies_first", 2, &[]) else {
         return;
-    }
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (catalog, queries) = layout(dir.path(), 2);
-    let (code, results, stderr) = search(&catalog, &queries, &[]);
-    assert_eq!(code, 0, "exit code; stderr:\n{stderr}");
-    let right = check(&results, 2);
+    };
     // Measured: 6 of 6: the text ("alpro", "SOYA") fixes the Alpro photo that looks alone
     // ranks second; a copy with the same text as its original scores cosine 1 + the weight.
     assert_eq!(right, 6, "queries with their product first:\n{results:#?}");
@@ -108,12 +110,5 @@ fn search_with_ocr_reads_text_and_keeps_copies_first() {
 
 #[test]
 fn search_refuses_an_empty_catalogue_before_loading_models() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (empty, queries) = (dir.path().join("empty"), dir.path().join("queries"));
-    std::fs::create_dir_all(&empty).expect("mkdir");
-    std::fs::create_dir_all(&queries).expect("mkdir");
-    std::fs::write(queries.join("q.jpg"), b"not read").expect("write");
-    let (code, _, stderr) = search(&empty, &queries, &[]);
-    assert_eq!(code, 1);
-    assert!(stderr.contains("no images under"), "{stderr}");
+    common::assert_refuses_empty_catalogue(&["--k", "3"]);
 }

@@ -35,3 +35,17 @@ pub fn run_search(args: &[&str], catalog: &Path, queries: &Path, extra: &[&str])
     };
     (code, json, stderr)
 }
+
+#[allow(dead_code)] // the annotate tests search nothing
+/// Runs `sightline search ARGS` on an empty catalogue folder and checks that it refuses with
+/// exit code 1 and "no images under" (the query file is never read, so no model is loaded).
+pub fn assert_refuses_empty_catalogue(args: &[&str]) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (empty, queries) = (dir.path().join("empty"), dir.path().join("queries"));
+    std::fs::create_dir_all(&empty).expect("mkdir");
+    std::fs::create_dir_all(&queries).expect("mkdir");
+    std::fs::write(queries.join("q.jpg"), b"not read").expect("write");
+    let (code, _, stderr) = run_search(args, &empty, &queries, &[]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("no images under"), "{stderr}");
+}
