@@ -3,7 +3,7 @@
 //! of each image and person ids consistent across the job (also across the two workers).
 //! The face workers need the models (`models/fetch.sh`; `tests/run.sh` fetches them).
 
-use sightline_tests::{Services, Worker, copy_fixtures, fixture_path};
+use sightline_tests::{Services, Worker, annotation_of, copy_fixtures, fixture_path};
 
 #[test]
 fn faces_flow_through_face_workers_with_persons_consistent_across_the_job() {
@@ -22,11 +22,7 @@ fn faces_flow_through_face_workers_with_persons_consistent_across_the_job() {
 
     let records = services.records(&job);
     assert_eq!(records.len(), 6);
-    let face = |name: &str| {
-        let r = records.iter().find(|r| r["name"] == name).unwrap_or_else(|| panic!("no record for {name}"));
-        assert_eq!(r["stage"], "face", "{r}");
-        r["annotations"]["face"].clone()
-    };
+    let face = |name: &str| annotation_of(&records, name, "face");
     let group = face("group.jpg");
     assert_eq!(group["count"], 3, "{group}");
     for f in group["faces"].as_array().expect("faces") {

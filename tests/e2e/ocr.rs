@@ -3,7 +3,7 @@
 //! (text, score, four-corner box) in reading order and the price-tag fields. The OCR worker
 //! needs the models (`models/fetch.sh`; `tests/run.sh` fetches them).
 
-use sightline_tests::{Services, Worker, copy_fixtures, fixture_path};
+use sightline_tests::{Services, Worker, annotation_of, copy_fixtures, fixture_path};
 
 #[test]
 fn text_and_prices_flow_through_an_ocr_worker() {
@@ -20,11 +20,7 @@ fn text_and_prices_flow_through_an_ocr_worker() {
 
     let records = services.records(&job);
     assert_eq!(records.len(), 4);
-    let ocr_of = |name: &str| {
-        let r = records.iter().find(|r| r["name"] == name).unwrap_or_else(|| panic!("no record for {name}"));
-        assert_eq!(r["stage"], "ocr", "{r}");
-        r["annotations"]["ocr"].clone()
-    };
+    let ocr_of = |name: &str| annotation_of(&records, name, "ocr");
     let texts = |v: &serde_json::Value| -> Vec<String> {
         v["lines"].as_array().expect("lines").iter().map(|l| l["text"].as_str().expect("text").to_owned()).collect()
     };

@@ -19,6 +19,11 @@ fn fixture(path: &str) -> Vec<u8> {
     std::fs::read(repo().join("tests/fixtures/sample").join(path)).expect("fixture")
 }
 
+/// POSTs the carton photo `query` as `carton.jpg` to the search `path` on `api`: (status, body).
+fn search_carton(api: SocketAddr, path: &str, query: &[u8]) -> (u16, String) {
+    http_post_multipart(api, path, &[("carton.jpg", query)], Duration::from_secs(120)).expect("search")
+}
+
 fn json(body: &str) -> serde_json::Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
 }
@@ -100,13 +105,7 @@ fn a_catalogue_added_by_api_is_searched_by_photo_through_the_workers() {
     assert_eq!((stats2["items"].as_u64(), stats2["delta"].as_u64()), (Some(3), Some(0)), "{stats2}");
 
     // Another photo of the Tropicana carton finds the Tropicana catalogue item first.
-    let (code, body) = http_post_multipart(
-        api,
-        &format!("/v1/search?catalog={shop}&k=3"),
-        &[("carton.jpg", &query)],
-        Duration::from_secs(120),
-    )
-    .expect("search");
+    let (code, body) = search_carton(api, &format!("/v1/search?catalog={shop}&k=3"), &query);
     assert_eq!(code, 200, "{body}\n{}", logs());
     let found = json(&body);
     assert_eq!(found["query"], "carton.jpg", "{found}");
@@ -119,13 +118,7 @@ fn a_catalogue_added_by_api_is_searched_by_photo_through_the_workers() {
     assert_eq!(json(&http_get(api, &format!("/v1/catalog/{shop}")).expect("stats").1)["items"].as_u64(), Some(3));
 
     // The second replica's API answers the same way (either replica's stage may take the job).
-    let (code, body) = http_post_multipart(
-        api2,
-        &format!("/v1/search?catalog={shop}&k=3"),
-        &[("carton.jpg", &query)],
-        Duration::from_secs(120),
-    )
-    .expect("search");
+    let (code, body) = search_carton(api2, &format!("/v1/search?catalog={shop}&k=3"), &query);
     assert_eq!(code, 200, "{body}\n{}\n{}", logs(), index2.log_text());
     let found2 = json(&body);
     let items = |f: &serde_json::Value| -> Vec<String> {
@@ -171,13 +164,7 @@ fn a_catalogue_added_by_api_is_searched_by_photo_through_the_workers() {
     .expect("add logos");
     assert_eq!(code, 200, "{body}\n{}", logs());
     assert_eq!(json(&body)["status"]["outcomes"]["ok"].as_u64(), Some(2), "logos are not filtered as text: {body}");
-    let (code, body) = http_post_multipart(
-        api,
-        &format!("/v1/search?catalog={brands}&mode=logo&k=2"),
-        &[("carton.jpg", &query)],
-        Duration::from_secs(120),
-    )
-    .expect("logo search");
+    let (code, body) = search_carton(api, &format!("/v1/search?catalog={brands}&mode=logo&k=2"), &query);
     assert_eq!(code, 200, "{body}\n{}", logs());
     let found = json(&body);
     assert_eq!(found["mode"], "logo", "{found}");

@@ -276,6 +276,14 @@ pub fn copy_fixtures(folder: &str, files: &[&str], dest: &Path) {
     }
 }
 
+/// The `stage` annotation of the record named `name` in `records`, after checking that `stage`
+/// was the last to handle it.
+pub fn annotation_of(records: &[serde_json::Value], name: &str, stage: &str) -> serde_json::Value {
+    let r = records.iter().find(|r| r["name"] == name).unwrap_or_else(|| panic!("no record for {name}"));
+    assert_eq!(r["stage"], stage, "{r}");
+    r["annotations"][stage].clone()
+}
+
 /// A plain HTTP POST of a `multipart/form-data` body with one `file` part per (file name, bytes)
 /// on loopback; waits up to `timeout` for the answer; returns (status, body).
 pub fn http_post_multipart(
