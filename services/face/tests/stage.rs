@@ -21,7 +21,7 @@ use sightline_imaging::Limits;
 use sightline_messages::ImageTask;
 use sightline_messages::annotations::FaceOut;
 use sightline_runtime::{Ctx, Effect, Stage, StageError};
-use sightline_test_support::{Item, StageEnv, finished_annotation, input, loaded_or_skip};
+use sightline_test_support::{Item, StageEnv, engine_once, finished_annotation, input};
 use uuid::Uuid;
 
 fn fixture(name: &str) -> Vec<u8> {
@@ -30,12 +30,8 @@ fn fixture(name: &str) -> Vec<u8> {
 
 fn engine() -> Option<Arc<FaceEngine>> {
     static ENGINE: OnceLock<Option<Arc<FaceEngine>>> = OnceLock::new();
-    ENGINE
-        .get_or_init(|| {
-            let loaded = FaceEngine::from_env(1, EngineConfig::default()).map(Arc::new);
-            loaded_or_skip(loaded, "face", "integration", cfg!(feature = "integration"))
-        })
-        .clone()
+    let load = || FaceEngine::from_env(1, EngineConfig::default());
+    engine_once(&ENGINE, load, "face", "integration", cfg!(feature = "integration"))
 }
 
 fn load(name: &str) -> RgbImage {

@@ -18,7 +18,7 @@ use sightline_messages::annotations::OcrOut;
 use sightline_ocr::cv::Bgr;
 use sightline_ocr::{EngineOptions, Ocr, OcrConfig, OcrEngine};
 use sightline_runtime::{Ctx, Stage, StageError};
-use sightline_test_support::{Item, StageEnv, finished_annotation, input, loaded_or_skip};
+use sightline_test_support::{Item, StageEnv, engine_once, finished_annotation, input};
 use uuid::Uuid;
 
 fn fixture(name: &str) -> Vec<u8> {
@@ -27,12 +27,8 @@ fn fixture(name: &str) -> Vec<u8> {
 
 fn engine() -> Option<Arc<OcrEngine>> {
     static ENGINE: OnceLock<Option<Arc<OcrEngine>>> = OnceLock::new();
-    ENGINE
-        .get_or_init(|| {
-            let loaded = OcrEngine::from_env(&EngineOptions::default(), OcrConfig::default()).map(Arc::new);
-            loaded_or_skip(loaded, "ocr", "models", cfg!(feature = "models"))
-        })
-        .clone()
+    let load = || OcrEngine::from_env(&EngineOptions::default(), OcrConfig::default());
+    engine_once(&ENGINE, load, "ocr", "models", cfg!(feature = "models"))
 }
 
 #[test]

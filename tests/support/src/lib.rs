@@ -10,7 +10,7 @@
 use std::fmt::Display;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -121,6 +121,18 @@ pub fn loaded_or_skip<T, E: Display>(loaded: Result<T, E>, what: &str, feature: 
             None
         }
     }
+}
+
+/// The engine in `cell`, loaded by `load` on first use and shared by the test binary's tests from
+/// then on (a model loads once per binary); a failed load skips or panics as [`loaded_or_skip`] says.
+pub fn engine_once<T, E: Display>(
+    cell: &OnceLock<Option<Arc<T>>>,
+    load: impl FnOnce() -> Result<T, E>,
+    what: &str,
+    feature: &str,
+    required: bool,
+) -> Option<Arc<T>> {
+    cell.get_or_init(|| loaded_or_skip(load().map(Arc::new), what, feature, required)).clone()
 }
 
 /// A stage context over local-folder storage in `dir` and the given coordination.
