@@ -13,7 +13,7 @@ use std::io::Cursor;
 use std::path::PathBuf;
 
 use image::{DynamicImage, ImageFormat};
-use image_hasher::{HashAlg, HasherConfig};
+use image_hasher::{HashAlg, Hasher, HasherConfig};
 use sightline_imaging::phash::{
     PHASH_SIDE, THUMB_MAX_SIDE, content_box, gray_thumbnail, gray_thumbnail_fit, hamming, perceptual_hash, phash,
     pixel_hash, rgb_thumbnail,
@@ -33,23 +33,24 @@ fn trimmed(img: &DynamicImage) -> DynamicImage {
     DynamicImage::ImageLuma8(image::imageops::crop_imm(&t, x, y, w, h).to_image())
 }
 
+/// An 8x8 image_hasher hasher with algorithm `alg`, after a DCT when `dct`, resizing with a
+/// triangle filter.
+fn image_hasher(alg: HashAlg, dct: bool) -> Hasher {
+    let mut cfg =
+        HasherConfig::new().hash_size(8, 8).hash_alg(alg).resize_filter(image::imageops::FilterType::Triangle);
+    if dct {
+        cfg = cfg.preproc_dct();
+    }
+    cfg.to_hasher()
+}
+
 fn candidates() -> Vec<(&'static str, HashFn)> {
     let trimmed_hasher = |alg: HashAlg, dct: bool| {
-        let mut cfg =
-            HasherConfig::new().hash_size(8, 8).hash_alg(alg).resize_filter(image::imageops::FilterType::Triangle);
-        if dct {
-            cfg = cfg.preproc_dct();
-        }
-        let h = cfg.to_hasher();
+        let h = image_hasher(alg, dct);
         Box::new(move |img: &DynamicImage| to_u64(h.hash_image(&trimmed(img)).as_bytes())) as HashFn
     };
     let hasher = |alg: HashAlg, dct: bool| {
-        let mut cfg =
-            HasherConfig::new().hash_size(8, 8).hash_alg(alg).resize_filter(image::imageops::FilterType::Triangle);
-        if dct {
-            cfg = cfg.preproc_dct();
-        }
-        let h = cfg.to_hasher();
+        let h = image_hasher(alg, dct);
         Box::new(move |img: &DynamicImage| {
             // image_hasher on the 224² thumbnail, never the full image (NOTES.md).
             let thumb = DynamicImage::ImageRgb8(rgb_thumbnail(img, 224, 224));
