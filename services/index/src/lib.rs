@@ -251,25 +251,11 @@ mod tests {
 
     use super::*;
 
+    /// The query tests' task (route ending at index) in job 1's "shoes & bags", labelled by cluster.
     fn task(item: u64, emb_key: &str, label: &str) -> ImageTask {
-        let mut annotations = std::collections::BTreeMap::new();
-        annotations.insert("embed".to_owned(), serde_json::json!({ "key": emb_key, "dim": 2 }));
-        annotations.insert("cluster".to_owned(), serde_json::json!({ "cluster": 0, "label": label, "halo": false }));
-        ImageTask {
-            job_id: Uuid::from_u128(1),
-            item,
-            collection: "shoes & bags".into(),
-            name: format!("{item}.jpg"),
-            key: format!("images/sha256/{item}"),
-            sha256: String::new(),
-            format: "jpeg".into(),
-            width: 1,
-            height: 1,
-            size: 1,
-            route: vec!["ingest".into(), "index".into()],
-            hop: 1,
-            annotations,
-        }
+        let mut t = crate::query::tests::task(1, item, "shoes & bags", emb_key, "");
+        t.annotations.insert("cluster".to_owned(), serde_json::json!({ "cluster": 0, "label": label, "halo": false }));
+        t
     }
 
     #[tokio::test]

@@ -144,6 +144,18 @@ fn put_u64(out: &mut Vec<u8>, v: usize) {
     out.extend_from_slice(&(v as u64).to_le_bytes());
 }
 
+/// Writes `bytes` after their length, to be read back with [`take_section`].
+fn put_section(out: &mut Vec<u8>, bytes: &[u8]) {
+    put_u64(out, bytes.len());
+    out.extend_from_slice(bytes);
+}
+
+/// Reads a section written by [`put_section`]; `what` names it in errors ("`what` length").
+fn take_section<'a>(bytes: &mut &'a [u8], what: &str) -> Result<&'a [u8], SearchError> {
+    let n = take_len(bytes, &format!("{what} length"))?;
+    take(bytes, n, what)
+}
+
 impl AnnIndex {
     /// Builds the graph over `vectors` (row-major, `dim` wide, L2-normalised) on the rayon pool
     /// (blocking; minutes at 10^5 × 1280 on two cores).
@@ -208,10 +220,8 @@ impl AnnIndex {
         for v in [self.params.max_connections, self.params.ef_construction, self.params.ef_search, self.dim, self.len] {
             put_u64(&mut out, v);
         }
-        put_u64(&mut out, graph.len());
-        out.extend_from_slice(&graph);
-        put_u64(&mut out, data.len());
-        out.extend_from_slice(&data);
+        put_section(&mut out, &graph);
+        put_section(&mut out, &data);
         Ok(out)
     }
 
@@ -227,10 +237,8 @@ impl AnnIndex {
             ef_search: take_len(b, "header")?,
         };
         let (dim, len) = (take_len(b, "header")?, take_len(b, "header")?);
-        let n = take_len(b, "graph length")?;
-        let graph = take(b, n, "graph")?;
-        let n = take_len(b, "data length")?;
-        let data = take(b, n, "data")?;
+        let graph = take_section(b, "graph")?;
+        let data = take_section(b, "data")?;
         let dir = tempfile::tempdir().map_err(io_err("create a temporary folder"))?;
         std::fs::write(dir.path().join(format!("{DUMP_NAME}.hnsw.graph")), graph).map_err(io_err("write the graph"))?;
         std::fs::write(dir.path().join(format!("{DUMP_NAME}.hnsw.data")), data).map_err(io_err("write the data"))?;
@@ -465,12 +473,10 @@ impl SearchIndex {
         let ann = self.ann.as_ref().map(AnnIndex::to_bytes).transpose()?.unwrap_or_default();
         let mut out = Vec::with_capacity(32 + header.len() + self.vectors.len() * 4 + ann.len());
         out.extend_from_slice(INDEX_MAGIC);
-        put_u64(&mut out, header.len());
-        out.extend_from_slice(&header);
+        put_section(&mut out, &header);
         put_u64(&mut out, self.vectors.len());
         out.extend(self.vectors.iter().flat_map(|x| x.to_le_bytes()));
-        put_u64(&mut out, ann.len());
-        out.extend_from_slice(&ann);
+        put_section(&mut out, &ann);
         Ok(out)
     }
 
@@ -480,8 +486,7 @@ impl SearchIndex {
         if take(b, 8, "magic")? != INDEX_MAGIC {
             return Err(SearchError::Corrupt("not a search index of version 1".to_owned()));
         }
-        let n = take_len(b, "header length")?;
-        let header: Header = serde_json::from_slice(take(b, n, "header")?)
+        let header: Header = serde_json::from_slice(take_section(b, "header")?)
             .map_err(|e| SearchError::Corrupt(format!("decode header: {e}")))?;
         let n = take_len(b, "vector count")?;
         let raw = take(b, n.checked_mul(4).ok_or_else(|| SearchError::Corrupt("vector count".into()))?, "vectors")?;
@@ -494,8 +499,8 @@ impl SearchIndex {
                 header.dim
             )));
         }
-        let n = take_len(b, "graph length")?;
-        let ann = if n == 0 { None } else { Some(AnnIndex::from_bytes(take(b, n, "graph")?)?) };
+        let graph = take_section(b, "graph")?;
+        let ann = if graph.is_empty() { None } else { Some(AnnIndex::from_bytes(graph)?) };
         if ann.as_ref().is_some_and(|a| a.len() != header.items.len() || a.dim != header.dim) {
             return Err(SearchError::Corrupt("graph does not match the items".to_owned()));
         }
