@@ -485,19 +485,9 @@ mod tests {
 
     fn task(collection: &str) -> ImageTask {
         ImageTask {
-            job_id: Uuid::nil(),
-            item: 1,
             collection: collection.into(),
             name: format!("{collection}/a.jpg"),
-            key: "images/sha256/00".into(),
-            sha256: "00".into(),
-            format: "jpeg".into(),
-            width: 1,
-            height: 1,
-            size: 1,
-            route: vec!["ingest".into(), "dedup".into()],
-            hop: 1,
-            annotations: BTreeMap::new(),
+            ..ImageTask::example(Uuid::nil(), 1)
         }
     }
 

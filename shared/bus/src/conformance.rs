@@ -12,21 +12,7 @@ use crate::{Bus, Consumer, Delivery, Outgoing};
 
 /// A distinct example message for `stage`, numbered `n`.
 pub fn sample(n: u64) -> Envelope {
-    let body = Body::Image(ImageTask {
-        job_id: Uuid::from_u128(42),
-        item: n,
-        collection: "c".into(),
-        name: format!("img{n}.jpg"),
-        key: format!("images/sha256/{n:064x}"),
-        sha256: format!("{n:064x}"),
-        format: "jpeg".into(),
-        width: 10,
-        height: 10,
-        size: 100,
-        route: vec!["ingest".into(), "dedup".into()],
-        hop: 1,
-        annotations: Default::default(),
-    });
+    let body = Body::Image(ImageTask::example(Uuid::from_u128(42), n));
     let mut env = Envelope::new(&body, Uuid::new_v4(), Uuid::from_u128(42)).expect("encode sample");
     env.meta.item = Some(n);
     env

@@ -218,6 +218,27 @@ pub struct ImageTask {
 }
 
 impl ImageTask {
+    /// An example task for tests and samples: image `item` of `job_id` in collection `c`, a
+    /// 1×1 jpeg of 1 byte named `img<item>.jpg` whose key and hash derive from `item`, on
+    /// the `dedup` hop of the route `ingest`, `dedup`, with no annotations.
+    pub fn example(job_id: Uuid, item: u64) -> Self {
+        Self {
+            job_id,
+            item,
+            collection: "c".into(),
+            name: format!("img{item}.jpg"),
+            key: format!("images/sha256/{item:064x}"),
+            sha256: format!("{item:064x}"),
+            format: "jpeg".into(),
+            width: 1,
+            height: 1,
+            size: 1,
+            route: vec!["ingest".into(), "dedup".into()],
+            hop: 1,
+            annotations: BTreeMap::new(),
+        }
+    }
+
     /// The stage after the current hop, if the route goes on.
     pub fn next_stage(&self) -> Option<&str> {
         self.route.get(self.hop as usize + 1).map(String::as_str)
