@@ -52,24 +52,6 @@ impl Stage for Scripted {
     }
 }
 
-fn task(job: Uuid, item: u64) -> ImageTask {
-    ImageTask {
-        job_id: job,
-        item,
-        collection: "c".into(),
-        name: format!("img{item}.jpg"),
-        key: format!("images/sha256/{item:064x}"),
-        sha256: format!("{item:064x}"),
-        format: "jpeg".into(),
-        width: 1,
-        height: 1,
-        size: 1,
-        route: vec!["ingest".into(), "dedup".into()],
-        hop: 1,
-        annotations: Default::default(),
-    }
-}
-
 struct Harness {
     backends: Backends,
     stage: Arc<Scripted>,
@@ -77,6 +59,14 @@ struct Harness {
     handle: tokio::task::JoinHandle<()>,
     job: Uuid,
     _dir: tempfile::TempDir,
+}
+
+impl Harness {
+    /// Cancels the runner and waits until it has drained and returned.
+    async fn stop(self) {
+        self.shutdown.cancel();
+        self.handle.await.expect("runner");
+    }
 }
 
 async fn start(items: &[u64]) -> Harness {
@@ -93,7 +83,7 @@ async fn start_with_route(items: &[u64], route: &[&str]) -> Harness {
     let batch: Vec<Outgoing> = items
         .iter()
         .map(|&i| {
-            let mut t = task(job, i);
+            let mut t = ImageTask::example(job, i);
             t.route = route.iter().map(|s| (*s).to_owned()).collect();
             let mut env = Envelope::new(&Body::Image(t), Uuid::new_v4(), job).expect("env");
             env.meta.item = Some(i);
@@ -116,6 +106,14 @@ async fn start_with_route(items: &[u64], route: &[&str]) -> Harness {
     Harness { backends, stage, shutdown, handle, job, _dir: dir }
 }
 
+/// Starts the runner on `items` and waits until all have finished with `outcome`.
+async fn finish_all(items: &[u64], outcome: &str) -> Harness {
+    let h = start(items).await;
+    let s = wait_finished(&h, items.len() as u64).await;
+    assert_eq!(s.outcomes.get(outcome), Some(&(items.len() as u64)), "{s:?}");
+    h
+}
+
 async fn wait_finished(h: &Harness, n: u64) -> sightline_coord::JobStatus {
     for _ in 0..200 {
         let s = h.backends.coord.job_status(&h.job.to_string()).await.expect("status").expect("job");
@@ -129,21 +127,16 @@ async fn wait_finished(h: &Harness, n: u64) -> sightline_coord::JobStatus {
 
 #[tokio::test]
 async fn success_finishes_the_item_with_a_record() {
-    let h = start(&[0]).await;
-    let s = wait_finished(&h, 1).await;
-    assert_eq!(s.outcomes.get("ok"), Some(&1));
+    let h = finish_all(&[0], "ok").await;
     let recs = records::read_records(h.backends.blob.as_ref(), h.job).await.expect("records");
     assert_eq!(recs.len(), 1);
     assert_eq!((recs[0].outcome, recs[0].stage.as_str()), (ItemOutcome::Ok, "dedup"));
-    h.shutdown.cancel();
-    h.handle.await.expect("runner");
+    h.stop().await;
 }
 
 #[tokio::test]
 async fn permanent_failure_is_dead_lettered_with_reason_and_recorded() {
-    let h = start(&[1]).await;
-    let s = wait_finished(&h, 1).await;
-    assert_eq!(s.outcomes.get("failed"), Some(&1));
+    let h = finish_all(&[1], "failed").await;
     let dead = h.backends.bus.dlq_list("dedup", 10).await.expect("dlq");
     assert_eq!(dead.len(), 1);
     let m = &dead[0].meta;
@@ -154,26 +147,20 @@ async fn permanent_failure_is_dead_lettered_with_reason_and_recorded() {
     assert_eq!(h.stage.calls.load(Ordering::SeqCst), 1, "permanent errors are not retried");
     let recs = records::read_records(h.backends.blob.as_ref(), h.job).await.expect("records");
     assert_eq!(recs[0].reason.as_deref(), Some("corrupt jpeg file: broken"));
-    h.shutdown.cancel();
-    h.handle.await.expect("runner");
+    h.stop().await;
 }
 
 #[tokio::test]
 async fn transient_failures_retry_then_succeed() {
-    let h = start(&[2]).await;
-    let s = wait_finished(&h, 1).await;
-    assert_eq!(s.outcomes.get("ok"), Some(&1));
+    let h = finish_all(&[2], "ok").await;
     assert_eq!(h.stage.calls.load(Ordering::SeqCst), 3, "two failures, then success");
     assert!(h.backends.bus.dlq_list("dedup", 10).await.expect("dlq").is_empty());
-    h.shutdown.cancel();
-    h.handle.await.expect("runner");
+    h.stop().await;
 }
 
 #[tokio::test]
 async fn exhausted_retries_and_timeouts_are_dead_lettered() {
-    let h = start(&[3, 4]).await;
-    let s = wait_finished(&h, 2).await;
-    assert_eq!(s.outcomes.get("failed"), Some(&2));
+    let h = finish_all(&[3, 4], "failed").await;
     let dead = h.backends.bus.dlq_list("dedup", 10).await.expect("dlq");
     let kind_of = |item| {
         dead.iter()
@@ -185,8 +172,7 @@ async fn exhausted_retries_and_timeouts_are_dead_lettered() {
     let reason =
         dead.iter().find(|e| e.meta.item == Some(3)).and_then(|e| e.meta.header(headers::REASON)).unwrap_or_default();
     assert!(reason.contains("gave up after 3 attempts"), "{reason}");
-    h.shutdown.cancel();
-    h.handle.await.expect("runner");
+    h.stop().await;
 }
 
 #[tokio::test]
@@ -214,8 +200,7 @@ async fn undecodable_and_unknown_kinds_are_dead_lettered() {
     assert!(reasons.contains(&"unknown message kind \"video.task\""), "{reasons:?}");
     assert!(dead.iter().all(|e| e.meta.header(headers::FAILURE_KIND) == Some("undecodable")));
     assert_eq!(h.stage.calls.load(Ordering::SeqCst), 0, "the handler never saw them");
-    h.shutdown.cancel();
-    h.handle.await.expect("runner");
+    h.stop().await;
 }
 
 #[tokio::test]
@@ -224,7 +209,7 @@ async fn a_repeated_message_id_is_skipped() {
     wait_finished(&h, 1).await;
     // Publish the very same message again (a redelivery after a lost ack).
     let env = {
-        let mut e = Envelope::new(&Body::Image(task(h.job, 0)), Uuid::from_u128(7), h.job).expect("env");
+        let mut e = Envelope::new(&Body::Image(ImageTask::example(h.job, 0)), Uuid::from_u128(7), h.job).expect("env");
         e.meta.item = Some(0);
         e
     };
@@ -241,8 +226,7 @@ async fn a_repeated_message_id_is_skipped() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(h.stage.calls.load(Ordering::SeqCst), 2, "first delivery handled, the repeat skipped as done");
     assert_eq!(h.backends.bus.depth("dedup").await.expect("depth").ready, 0, "the repeat was acked");
-    h.shutdown.cancel();
-    h.handle.await.expect("runner");
+    h.stop().await;
 }
 
 #[tokio::test]
@@ -280,8 +264,7 @@ async fn items_leaving_before_the_fan_in_stage_publish_collection_ready_once() {
     assert_eq!(ready.collection, "c");
     d.acker.ack().await.expect("ack");
     assert!(tokio::time::timeout(Duration::from_millis(300), consumer.next()).await.is_err(), "published once");
-    h.shutdown.cancel();
-    h.handle.await.expect("runner");
+    h.stop().await;
 }
 
 #[tokio::test]
@@ -306,6 +289,5 @@ async fn the_barrier_waits_for_items_still_on_their_way() {
     let ready =
         sightline_runtime::fanin::pass_barrier(h.backends.coord.as_ref(), h.job, 0, "c", &route).await.expect("pass");
     assert!(ready.is_some(), "item 1 was counted by the runner; item 0 completes the collection");
-    h.shutdown.cancel();
-    h.handle.await.expect("runner");
+    h.stop().await;
 }
