@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::StreamExt;
+use lapin::message::BasicGetMessage;
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions,
     BasicQosOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
@@ -159,15 +160,7 @@ async fn declare_on(ch: &Channel, stages: &[String], delivery_limit: i64) -> Res
         args.insert("x-dead-letter-routing-key".into(), AMQPValue::LongString(stage.as_str().into()));
         args.insert("x-delivery-limit".into(), AMQPValue::LongLongInt(delivery_limit));
         ch.queue_declare(work.as_str().into(), qopts, args).await.map_err(refused("queue.declare"))?;
-        ch.queue_bind(
-            work.as_str().into(),
-            EXCHANGE.into(),
-            stage.as_str().into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .map_err(refused("queue.bind"))?;
+        bind_queue(ch, &work, EXCHANGE, stage).await?;
 
         // Retry: classic queue, per-message expiry, then dead-lettered through the default
         // exchange straight onto the work queue.
@@ -181,17 +174,21 @@ async fn declare_on(ch: &Channel, stages: &[String], delivery_limit: i64) -> Res
         let mut args = FieldTable::default();
         args.insert("x-queue-type".into(), AMQPValue::LongString("classic".into()));
         ch.queue_declare(dlq.as_str().into(), qopts, args).await.map_err(refused("queue.declare"))?;
-        ch.queue_bind(
-            dlq.as_str().into(),
-            DEAD_LETTER_EXCHANGE.into(),
-            stage.as_str().into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .map_err(refused("queue.bind"))?;
+        bind_queue(ch, &dlq, DEAD_LETTER_EXCHANGE, stage).await?;
     }
     Ok(())
+}
+
+/// Takes the next message of `queue` without acknowledging it, or `None` if it is empty.
+async fn get_next(ch: &Channel, queue: &str) -> Result<Option<BasicGetMessage>, BusError> {
+    ch.basic_get(queue.into(), BasicGetOptions::default()).await.map_err(refused("basic.get"))
+}
+
+/// Binds `queue` to `exchange` under `routing_key`, with no binding arguments.
+async fn bind_queue(ch: &Channel, queue: &str, exchange: &str, routing_key: &str) -> Result<(), BusError> {
+    ch.queue_bind(queue.into(), exchange.into(), routing_key.into(), QueueBindOptions::default(), FieldTable::default())
+        .await
+        .map_err(refused("queue.bind"))
 }
 
 async fn publish_on(
@@ -472,13 +469,7 @@ impl Bus for AmqpBus {
         let mut out = Vec::new();
         let queue = dead_letter_queue(stage);
         while out.len() < limit {
-            let Some(msg) = channel
-                .basic_get(queue.as_str().into(), BasicGetOptions::default())
-                .await
-                .map_err(refused("basic.get"))?
-            else {
-                break;
-            };
+            let Some(msg) = get_next(&channel, &queue).await? else { break };
             let d = msg.delivery;
             out.push(Envelope { meta: from_properties(&d.properties, &d.data), body: d.data });
         }
@@ -499,13 +490,7 @@ impl Bus for AmqpBus {
             if remaining == Some(0) {
                 break;
             }
-            let Some(msg) = channel
-                .basic_get(queue.as_str().into(), BasicGetOptions::default())
-                .await
-                .map_err(refused("basic.get"))?
-            else {
-                break;
-            };
+            let Some(msg) = get_next(&channel, &queue).await? else { break };
             let left = remaining.get_or_insert(msg.message_count + 1);
             *left -= 1;
             let d = msg.delivery;
