@@ -36,6 +36,14 @@ fn string(obj: &Value, key: &str) -> String {
     field(obj, key).as_str().unwrap_or_else(|| panic!("`{key}` of {obj} is not a string")).to_owned()
 }
 
+/// The name of `obj`, an exchange or queue (`what`) that must be durable and not auto-deleted.
+fn durable_name(obj: &Value, what: &str) -> String {
+    let name = string(obj, "name");
+    assert_eq!(field(obj, "durable"), &json!(true), "{what} {name} must be durable");
+    assert_eq!(field(obj, "auto_delete"), &json!(false), "{what} {name}");
+    name
+}
+
 /// The arguments `declare_on` passes, per queue name. Keep in step with `amqp.rs`.
 fn expected_queues() -> BTreeMap<String, Value> {
     let mut queues = BTreeMap::new();
@@ -92,10 +100,8 @@ fn exchanges_match_the_code() {
     let defs = definitions();
     let mut names = BTreeSet::new();
     for ex in list(&defs, "exchanges") {
-        let name = string(ex, "name");
+        let name = durable_name(ex, "exchange");
         assert_eq!(string(ex, "type"), "direct", "exchange {name}");
-        assert_eq!(field(ex, "durable"), &json!(true), "exchange {name} must be durable");
-        assert_eq!(field(ex, "auto_delete"), &json!(false), "exchange {name}");
         assert_eq!(field(ex, "internal"), &json!(false), "exchange {name}");
         assert_eq!(field(ex, "arguments"), &json!({}), "exchange {name}: the code passes no arguments");
         assert!(names.insert(name.clone()), "exchange {name} declared twice");
@@ -109,9 +115,7 @@ fn queues_match_the_code() {
     let defs = definitions();
     let mut found = BTreeMap::new();
     for q in list(&defs, "queues") {
-        let name = string(q, "name");
-        assert_eq!(field(q, "durable"), &json!(true), "queue {name} must be durable");
-        assert_eq!(field(q, "auto_delete"), &json!(false), "queue {name}");
+        let name = durable_name(q, "queue");
         assert!(found.insert(name.clone(), field(q, "arguments").clone()).is_none(), "queue {name} declared twice");
     }
     let expected = expected_queues();
