@@ -8,6 +8,7 @@
 //! list holds no denser point get the exact search over all denser points (the fallback shared
 //! with [`super::Exact`]), so δ is exact whenever the true nearest denser point is in the list.
 
+use std::ops::Range;
 use std::time::Instant;
 
 use rayon::prelude::*;
@@ -123,10 +124,7 @@ fn knn_lists(x: &Rows<'_>, index: &IndexParams, k: usize, seed: u64, stats: &mut
     let t = Instant::now();
     let probe = index.probe.min(cells);
     let nearest_cells = assign(x, &centroids, probe);
-    let mut members: Vec<Vec<u32>> = vec![Vec::new(); cells];
-    for i in 0..n {
-        members[nearest_cells[i * probe] as usize].push(i as u32);
-    }
+    let members = cell_members(&nearest_cells, probe, cells);
     stats.index_assign_s = t.elapsed().as_secs_f64();
     let t = Instant::now();
     let lists = search(x, &members, &nearest_cells, probe, k);
@@ -216,18 +214,24 @@ fn kmeans(sd: &[f32], sn: &[f32], dim: usize, init: &[usize], iters: usize, rng:
     centroids
 }
 
+/// The squared norm of each `dim`-long row of `rows`.
+fn squared_norms(rows: &[f32], dim: usize) -> Vec<f32> {
+    rows.chunks_exact(dim).map(|c| c.iter().map(|v| v * v).sum()).collect()
+}
+
+/// Rows `0..n` cut into [`ROW_TILE`]-long ranges, as a parallel iterator in row order.
+fn row_tiles(n: usize) -> impl IndexedParallelIterator<Item = Range<usize>> {
+    (0..n.div_ceil(ROW_TILE)).into_par_iter().map(move |b| b * ROW_TILE..((b + 1) * ROW_TILE).min(n))
+}
+
 /// The nearest centroid of each row.
 fn nearest_centroid(sd: &[f32], sn: &[f32], dim: usize, centroids: &[f32]) -> Vec<u32> {
-    let m = sn.len();
     let cells = centroids.len() / dim;
-    let cn: Vec<f32> = centroids.chunks_exact(dim).map(|c| c.iter().map(|v| v * v).sum()).collect();
-    (0..m.div_ceil(ROW_TILE))
-        .into_par_iter()
-        .flat_map_iter(|b| {
-            let r0 = b * ROW_TILE;
-            let r1 = (r0 + ROW_TILE).min(m);
+    let cn = squared_norms(centroids, dim);
+    row_tiles(sn.len())
+        .flat_map_iter(|rows| {
             let mut tile = Vec::new();
-            gemm::tile_d2(&sd[r0 * dim..r1 * dim], &sn[r0..r1], centroids, &cn, dim, &mut tile);
+            gemm::tile_d2(&sd[rows.start * dim..rows.end * dim], &sn[rows], centroids, &cn, dim, &mut tile);
             tile.chunks_exact(cells)
                 .map(|row| {
                     row.iter()
@@ -242,25 +246,32 @@ fn nearest_centroid(sd: &[f32], sn: &[f32], dim: usize, centroids: &[f32]) -> Ve
 
 /// Each point's `probe` nearest cells, nearest first (row-major `n × probe`).
 fn assign(x: &Rows<'_>, centroids: &[f32], probe: usize) -> Vec<u32> {
-    let n = x.len();
     let dim = x.dim();
-    let cn: Vec<f32> = centroids.chunks_exact(dim).map(|c| c.iter().map(|v| v * v).sum()).collect();
-    (0..n.div_ceil(ROW_TILE))
-        .into_par_iter()
-        .flat_map_iter(|b| {
-            let r0 = b * ROW_TILE;
-            let r1 = (r0 + ROW_TILE).min(n);
+    let cn = squared_norms(centroids, dim);
+    row_tiles(x.len())
+        .flat_map_iter(|rows| {
+            let len = rows.len();
             let (mut qd, mut qn) = (Vec::new(), Vec::new());
-            x.gather(r0..r1, &mut qd, &mut qn);
+            x.gather(rows, &mut qd, &mut qn);
             let mut tile = Vec::new();
             gemm::tile_d2(&qd, &qn, centroids, &cn, dim, &mut tile);
-            let mut top = TopK::new(r1 - r0, probe);
+            let mut top = TopK::new(len, probe);
             for (r, row) in tile.chunks_exact(cn.len()).enumerate() {
                 top.offer_row(r, row, |c| c as u32, super::NONE);
             }
             top.i
         })
         .collect()
+}
+
+/// The points of each of `cells` cells, in point order: those whose nearest cell it is, from
+/// `assign`'s `n × probe` lists.
+fn cell_members(nearest_cells: &[u32], probe: usize, cells: usize) -> Vec<Vec<u32>> {
+    let mut members = vec![Vec::new(); cells];
+    for (i, nearest) in nearest_cells.chunks_exact(probe).enumerate() {
+        members[nearest[0] as usize].push(i as u32);
+    }
+    members
 }
 
 /// A probed cell is compared with all of a cell's members when at least 1/this of them want it.
@@ -410,18 +421,28 @@ mod tests {
         Points::new(data, dim).unwrap()
     }
 
+    /// The exact `k` nearest neighbours of `p` and those the index finds with `cells` cells
+    /// (trained with `iters` rounds), probing `probe` of them (all when `None`).
+    fn exact_and_ivf(
+        p: &Points,
+        k: usize,
+        cells: usize,
+        iters: usize,
+        probe: Option<usize>,
+    ) -> (crate::dpc::Neighbours, crate::dpc::Neighbours) {
+        let x = Rows::new(p);
+        let (exact, _) = gemm::all_pairs(&x, k, Kernel::Knn, None);
+        let centroids = train(&x, cells, 32, iters, 1);
+        let cells = centroids.len() / x.dim();
+        let probe = probe.unwrap_or(cells);
+        let nearest = assign(&x, &centroids, probe);
+        let members = cell_members(&nearest, probe, cells);
+        (exact, search(&x, &members, &nearest, probe, k))
+    }
+
     #[test]
     fn ivf_search_finds_most_true_neighbours() {
-        let p = blobs(3000, 16, 6, 7);
-        let x = Rows::new(&p);
-        let (exact, _) = gemm::all_pairs(&x, 10, Kernel::Knn, None);
-        let centroids = train(&x, 55, 32, 8, 1);
-        let cells = assign(&x, &centroids, 8);
-        let mut members = vec![Vec::new(); centroids.len() / 16];
-        for i in 0..3000 {
-            members[cells[i * 8] as usize].push(i as u32);
-        }
-        let approx = search(&x, &members, &cells, 8, 10);
+        let (exact, approx) = exact_and_ivf(&blobs(3000, 16, 6, 7), 10, 55, 8, Some(8));
         let mut hit = 0;
         for i in 0..3000 {
             let truth = exact.row(i).0;
@@ -433,17 +454,7 @@ mod tests {
 
     #[test]
     fn probing_every_cell_is_exact() {
-        let p = blobs(400, 8, 4, 3);
-        let x = Rows::new(&p);
-        let (exact, _) = gemm::all_pairs(&x, 12, Kernel::Knn, None);
-        let centroids = train(&x, 5, 32, 4, 1);
-        let c = centroids.len() / 8;
-        let cells = assign(&x, &centroids, c);
-        let mut members = vec![Vec::new(); c];
-        for i in 0..400 {
-            members[cells[i * c] as usize].push(i as u32);
-        }
-        let approx = search(&x, &members, &cells, c, 12);
+        let (exact, approx) = exact_and_ivf(&blobs(400, 8, 4, 3), 12, 5, 4, None);
         assert_eq!(exact.idx, approx.idx);
     }
 }
