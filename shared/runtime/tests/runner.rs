@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sightline_bus::Outgoing;
+use sightline_bus::{Consumer, Delivery, Outgoing};
 use sightline_messages::{Body, Envelope, ImageTask, ItemOutcome, KIND_IMAGE, headers};
 use sightline_runtime::metrics::Metrics;
 use sightline_runtime::runner::Runner;
@@ -112,6 +112,20 @@ async fn finish_all(items: &[u64], outcome: &str) -> Harness {
     let s = wait_finished(&h, items.len() as u64).await;
     assert_eq!(s.outcomes.get(outcome), Some(&(items.len() as u64)), "{s:?}");
     h
+}
+
+/// Once `finished` items have finished and the runner has settled, a consumer of the cluster
+/// queue and the first message it takes (within 2 s).
+async fn first_at_cluster(h: &Harness, finished: u64) -> (Box<dyn Consumer>, Delivery) {
+    wait_finished(h, finished).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut consumer = h.backends.bus.consume("cluster", 10).await.expect("consume");
+    let d = tokio::time::timeout(Duration::from_secs(2), consumer.next())
+        .await
+        .expect("a message")
+        .expect("some")
+        .expect("ok");
+    (consumer, d)
 }
 
 async fn wait_finished(h: &Harness, n: u64) -> sightline_coord::JobStatus {
@@ -250,14 +264,7 @@ async fn items_leaving_before_the_fan_in_stage_publish_collection_ready_once() {
     // Both items fail at dedup, before cluster: the runner counts both at the barrier, and the
     // one that completes the collection publishes a single collection.ready to cluster.
     let h = start_with_route(&[1, 3], &["ingest", "dedup", "embed", "cluster"]).await;
-    wait_finished(&h, 2).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let mut consumer = h.backends.bus.consume("cluster", 10).await.expect("consume");
-    let d = tokio::time::timeout(Duration::from_secs(2), consumer.next())
-        .await
-        .expect("a message")
-        .expect("some")
-        .expect("ok");
+    let (mut consumer, d) = first_at_cluster(&h, 2).await;
     assert_eq!(d.envelope.meta.kind, "collection.ready");
     assert_eq!(d.envelope.meta.message_id, sightline_runtime::fanin::ready_message_id(h.job, "c"));
     let Ok(Body::CollectionReady(ready)) = d.envelope.decode() else { panic!("not a collection.ready") };
@@ -272,14 +279,7 @@ async fn the_barrier_waits_for_items_still_on_their_way() {
     // Item 0 is forwarded to cluster (it counts when the cluster stage takes it); item 1
     // fails at dedup and counts now. The collection is not complete yet.
     let h = start_with_route(&[0, 1], &["ingest", "dedup", "cluster"]).await;
-    wait_finished(&h, 1).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let mut consumer = h.backends.bus.consume("cluster", 10).await.expect("consume");
-    let d = tokio::time::timeout(Duration::from_secs(2), consumer.next())
-        .await
-        .expect("a message")
-        .expect("some")
-        .expect("ok");
+    let (mut consumer, d) = first_at_cluster(&h, 1).await;
     assert_eq!(d.envelope.meta.kind, "image.task", "only item 0's image task reached cluster");
     assert!(
         tokio::time::timeout(Duration::from_millis(300), consumer.next()).await.is_err(),
