@@ -19,9 +19,13 @@ fn fixture(path: &str) -> Vec<u8> {
     std::fs::read(repo().join("tests/fixtures/sample").join(path)).expect("fixture")
 }
 
-/// POSTs the carton photo `query` as `carton.jpg` to the search `path` on `api`: (status, body).
-fn search_carton(api: SocketAddr, path: &str, query: &[u8]) -> (u16, String) {
-    http_post_multipart(api, path, &[("carton.jpg", query)], Duration::from_secs(120)).expect("search")
+/// POSTs the carton photo `query` as `carton.jpg` to the search `path` on `api`, checks the
+/// answer is 200 (else shows `logs`) and returns it.
+fn search_carton(api: SocketAddr, path: &str, query: &[u8], logs: impl Fn() -> String) -> serde_json::Value {
+    let (code, body) =
+        http_post_multipart(api, path, &[("carton.jpg", query)], Duration::from_secs(120)).expect("search");
+    assert_eq!(code, 200, "{body}\n{}", logs());
+    json(&body)
 }
 
 fn json(body: &str) -> serde_json::Value {
@@ -105,9 +109,7 @@ fn a_catalogue_added_by_api_is_searched_by_photo_through_the_workers() {
     assert_eq!((stats2["items"].as_u64(), stats2["delta"].as_u64()), (Some(3), Some(0)), "{stats2}");
 
     // Another photo of the Tropicana carton finds the Tropicana catalogue item first.
-    let (code, body) = search_carton(api, &format!("/v1/search?catalog={shop}&k=3"), &query);
-    assert_eq!(code, 200, "{body}\n{}", logs());
-    let found = json(&body);
+    let found = search_carton(api, &format!("/v1/search?catalog={shop}&k=3"), &query, logs);
     assert_eq!(found["query"], "carton.jpg", "{found}");
     let matches = found["matches"].as_array().expect("matches");
     assert_eq!(matches.len(), 3, "{found}");
@@ -118,9 +120,8 @@ fn a_catalogue_added_by_api_is_searched_by_photo_through_the_workers() {
     assert_eq!(json(&http_get(api, &format!("/v1/catalog/{shop}")).expect("stats").1)["items"].as_u64(), Some(3));
 
     // The second replica's API answers the same way (either replica's stage may take the job).
-    let (code, body) = search_carton(api2, &format!("/v1/search?catalog={shop}&k=3"), &query);
-    assert_eq!(code, 200, "{body}\n{}\n{}", logs(), index2.log_text());
-    let found2 = json(&body);
+    let both_logs = || format!("{}\n{}", logs(), index2.log_text());
+    let found2 = search_carton(api2, &format!("/v1/search?catalog={shop}&k=3"), &query, both_logs);
     let items = |f: &serde_json::Value| -> Vec<String> {
         f["matches"].as_array().expect("matches").iter().map(|m| m["item"].as_str().expect("item").to_owned()).collect()
     };
@@ -164,9 +165,7 @@ fn a_catalogue_added_by_api_is_searched_by_photo_through_the_workers() {
     .expect("add logos");
     assert_eq!(code, 200, "{body}\n{}", logs());
     assert_eq!(json(&body)["status"]["outcomes"]["ok"].as_u64(), Some(2), "logos are not filtered as text: {body}");
-    let (code, body) = search_carton(api, &format!("/v1/search?catalog={brands}&mode=logo&k=2"), &query);
-    assert_eq!(code, 200, "{body}\n{}", logs());
-    let found = json(&body);
+    let found = search_carton(api, &format!("/v1/search?catalog={brands}&mode=logo&k=2"), &query, logs);
     assert_eq!(found["mode"], "logo", "{found}");
     let matches = found["matches"].as_array().expect("matches");
     assert_eq!(matches.len(), 2, "one match per brand: {found}");

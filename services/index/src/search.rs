@@ -144,6 +144,14 @@ fn put_u64(out: &mut Vec<u8>, v: usize) {
     out.extend_from_slice(&(v as u64).to_le_bytes());
 }
 
+/// Reads the 8-byte `magic` that opens a dump of `what` ("not `what` of version 1" otherwise).
+fn take_magic(bytes: &mut &[u8], magic: &[u8; 8], what: &str) -> Result<(), SearchError> {
+    if take(bytes, 8, "magic")? != magic {
+        return Err(SearchError::Corrupt(format!("not {what} of version 1")));
+    }
+    Ok(())
+}
+
 /// Writes `bytes` after their length, to be read back with [`take_section`].
 fn put_section(out: &mut Vec<u8>, bytes: &[u8]) {
     put_u64(out, bytes.len());
@@ -228,9 +236,7 @@ impl AnnIndex {
     /// Loads an index written by [`AnnIndex::to_bytes`].
     pub fn from_bytes(mut bytes: &[u8]) -> Result<Self, SearchError> {
         let b = &mut bytes;
-        if take(b, 8, "magic")? != ANN_MAGIC {
-            return Err(SearchError::Corrupt("not an ANN index of version 1".to_owned()));
-        }
+        take_magic(b, ANN_MAGIC, "an ANN index")?;
         let params = AnnParams {
             max_connections: take_len(b, "header")?,
             ef_construction: take_len(b, "header")?,
@@ -483,9 +489,7 @@ impl SearchIndex {
     /// Loads an index written by [`SearchIndex::to_bytes`].
     pub fn from_bytes(mut bytes: &[u8]) -> Result<Self, SearchError> {
         let b = &mut bytes;
-        if take(b, 8, "magic")? != INDEX_MAGIC {
-            return Err(SearchError::Corrupt("not a search index of version 1".to_owned()));
-        }
+        take_magic(b, INDEX_MAGIC, "a search index")?;
         let header: Header = serde_json::from_slice(take_section(b, "header")?)
             .map_err(|e| SearchError::Corrupt(format!("decode header: {e}")))?;
         let n = take_len(b, "vector count")?;
