@@ -136,12 +136,10 @@ def build_inputs(name: str, spec: dict) -> list[Input]:
     if name == "mtcnn-pnet":
         img = resize(rgb("face.jpg"), 60, 48)
         return [Input(iname, nwhc(img), 3, how="images/face.jpg -> resize 60x48 (W x H, PIL bilinear) -> transposed: tensor[0, x, y, c], RGB", **MTCNN)]
-    if name == "mtcnn-rnet":
-        img = resize(rgb("face.jpg").crop((25, 25, 125, 125)), 24, 24)
-        return [Input(iname, nwhc(img), 3, how="images/face.jpg -> crop (25,25,125,125) -> resize 24x24 -> transposed NWHC RGB", **MTCNN)]
-    if name == "mtcnn-onet":
-        img = resize(rgb("face.jpg").crop((25, 25, 125, 125)), 48, 48)
-        return [Input(iname, nwhc(img), 3, how="images/face.jpg -> crop (25,25,125,125) -> resize 48x48 -> transposed NWHC RGB", **MTCNN)]
+    if name in ("mtcnn-rnet", "mtcnn-onet"):
+        side = 24 if name == "mtcnn-rnet" else 48
+        img = resize(rgb("face.jpg").crop((25, 25, 125, 125)), side, side)
+        return [Input(iname, nwhc(img), 3, how=f"images/face.jpg -> crop (25,25,125,125) -> resize {side}x{side} -> transposed NWHC RGB", **MTCNN)]
     if name == "age":
         img = resize(rgb("face.jpg").crop((19, 19, 131, 131)), 64, 64)
         return [Input(iname, nchw(img), 1, how="images/face.jpg -> crop (19,19,131,131) (not dlib-aligned) -> 64x64 -> RGB NCHW", **AGE)]
