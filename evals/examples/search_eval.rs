@@ -115,8 +115,8 @@ async fn features(a: &Args) -> anyhow::Result<Cache> {
     let started = Instant::now();
     let config = sightline_embed::EmbedConfig { fit: a.fit, ..Default::default() };
     let photos = Photos::new(true, a.crop, config)?;
-    let catalog = photos.folder(&a.data.join("catalog"), "catalogue", 0).await?;
-    let queries = photos.folder(&a.data.join("queries"), "queries", a.zoom).await?;
+    let catalog = photos.folder(&a.data.join("catalog"), 0).await?;
+    let queries = photos.folder(&a.data.join("queries"), a.zoom).await?;
     eprintln!("embedded and read {} images in {:.0} s", catalog.len() + queries.len(), started.elapsed().as_secs_f64());
     let cache = Cache { catalog, queries };
     if let Some(dir) = a.cache.parent() {

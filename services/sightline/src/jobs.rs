@@ -51,6 +51,17 @@ pub async fn upload_dir(
     if files.is_empty() {
         bail!("no files under {}", dir.display());
     }
+    upload_files(blob, files, prefix).await
+}
+
+/// Uploads `files` (path, relative name) to `prefix` + relative name, 16 at a time, with a
+/// progress bar; a file over the upload cap is skipped with a note. Returns how many were
+/// uploaded.
+pub async fn upload_files(
+    blob: Arc<dyn BlobStore>,
+    files: Vec<(std::path::PathBuf, String)>,
+    prefix: &str,
+) -> anyhow::Result<usize> {
     let bar = progress(files.len() as u64, "uploading");
     let results: Vec<anyhow::Result<bool>> = futures::stream::iter(files)
         .map(|(path, rel)| {

@@ -15,7 +15,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use bytes::Bytes;
 use futures::StreamExt;
 use indicatif::ProgressBar;
 use serde::Serialize;
@@ -32,7 +31,7 @@ use sightline_ocr::{OcrArgs, OcrEngine};
 use sightline_runtime::{Backends, Stage};
 use uuid::Uuid;
 
-use crate::jobs::{progress, run_embedded_job, upload_prefix};
+use crate::jobs::{run_embedded_job, upload_files, upload_prefix};
 use crate::walk::{Walk, has_extension};
 
 /// Which candidate regions of a query logo search embeds (`--logo-regions`).
@@ -195,70 +194,52 @@ pub fn image_files(dir: &Path) -> anyhow::Result<Vec<(PathBuf, String)>> {
 /// each image's features are read from its record: the embedding(s) the embed stage stored
 /// and the OCR stage's lines.
 pub struct Photos {
-    ocr: bool,
-    crop: bool,
-    config: EmbedConfig,
+    route: Vec<String>,
+    /// Built once: both folders' jobs share the stages, so each model loads once.
+    stages: Vec<Arc<dyn Stage>>,
 }
 
 impl Photos {
-    /// Checks that the models these stages need are there (`models/fetch.sh`).
+    /// Checks that the models these stages need are there (`models/fetch.sh`) and builds the
+    /// stages (their models load with the first image).
     pub fn new(ocr: bool, crop: bool, config: EmbedConfig) -> anyhow::Result<Self> {
-        let mut models: Vec<&str> = sightline_embed::MODELS.to_vec();
-        if crop {
-            models.extend(sightline_detect::MODELS);
-        }
-        if ocr {
-            models.extend(sightline_ocr::MODELS);
-        }
-        super::model_store(&models)?;
-        Ok(Self { ocr, crop, config })
-    }
-
-    /// The route of a search job with these settings.
-    fn route(&self) -> Vec<String> {
-        let wanted = |s: &str| (s != "detect" || self.crop) && (s != "ocr" || self.ocr);
-        ["ingest", "detect", "embed", "ocr"].into_iter().filter(|s| wanted(s)).map(str::to_owned).collect()
+        let wanted = |s: &str| (s != "detect" || crop) && (s != "ocr" || ocr);
+        let route: Vec<String> =
+            ["ingest", "detect", "embed", "ocr"].into_iter().filter(|s| wanted(s)).map(str::to_owned).collect();
+        let stages = route
+            .iter()
+            .map(|name| match name.as_str() {
+                "embed" => {
+                    let store = super::model_store(&sightline_embed::MODELS)?;
+                    Ok(Arc::new(sightline_embed::Embed::new(config, store)) as Arc<dyn Stage>)
+                }
+                other => super::stage_for(other),
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Self { route, stages })
     }
 
     /// The features of every image under `dir`, in name order, with a progress bar on stderr:
     /// one job of kind `catalog` (`zoom` 0) or `search` (a query's zoomed-in view, `zoom`
     /// percent off each side, through the job option `embed.zoom`).
-    pub async fn folder(&self, dir: &Path, what: &str, zoom: u32) -> anyhow::Result<Vec<Features>> {
+    pub async fn folder(&self, dir: &Path, zoom: u32) -> anyhow::Result<Vec<Features>> {
         let files = image_files(dir)?;
         let storage = tempfile::tempdir().context("create temporary storage")?;
         let backends = Backends::embedded(storage.path()).context("open temporary storage")?;
         let job = Uuid::new_v4();
-        // One collection for the whole folder: record names stay the paths relative to `dir`.
-        let prefix = format!("{}{FOLDER}/", upload_prefix(job));
-        let bar = progress(files.len() as u64, what);
-        for (path, name) in &files {
-            let bytes = tokio::fs::read(path).await.with_context(|| format!("read {}", path.display()))?;
-            backends
-                .blob
-                .put(&format!("{prefix}{name}"), Bytes::from(bytes))
-                .await
-                .with_context(|| format!("store {name}"))?;
-            bar.inc(1);
-        }
-        bar.finish_and_clear();
+        // One collection for the whole folder: record names are `FOLDER/` + the path in `dir`.
+        let collection = format!("{FOLDER}/");
+        let uploads = files.iter().map(|(path, name)| (path.clone(), format!("{collection}{name}"))).collect();
+        upload_files(backends.blob.clone(), uploads, &upload_prefix(job)).await?;
         let kind = if zoom > 0 { JOB_SEARCH } else { JOB_CATALOG };
         let mut options = kind_options(kind);
         if zoom > 0 {
             options.insert(EMBED_ZOOM.to_owned(), zoom.to_string());
         }
-        let store = super::model_store(&[])?;
-        let stages: Vec<Arc<dyn Stage>> = self
-            .route()
-            .iter()
-            .map(|name| match name.as_str() {
-                "embed" => Ok(Arc::new(sightline_embed::Embed::new(self.config, store.clone())) as Arc<dyn Stage>),
-                other => super::stage_for(other),
-            })
-            .collect::<anyhow::Result<_>>()?;
-        let run = run_embedded_job(&backends, job, kind, self.route(), options, stages).await?;
+        let run = run_embedded_job(&backends, job, kind, self.route.clone(), options, self.stages.clone()).await?;
         let mut by_name: BTreeMap<String, Features> = BTreeMap::new();
         for record in &run.records {
-            let name = record.name.strip_prefix(&format!("{FOLDER}/")).unwrap_or(&record.name).to_owned();
+            let name = record.name.strip_prefix(&collection).unwrap_or(&record.name).to_owned();
             let features = match record_features(backends.blob.as_ref(), record).await {
                 Ok((vector, zoom, text)) => Features { name: name.clone(), vector, zoom, text, error: None },
                 Err(e) => Features::failed(name.clone(), &e),
@@ -619,8 +600,8 @@ pub async fn run(args: SearchArgs) -> anyhow::Result<i32> {
     image_files(&args.catalog)?;
     image_files(&args.queries)?;
     let photos = Photos::new(!args.no_ocr, !args.no_crop, args.embed.clone().into())?;
-    let catalog = photos.folder(&args.catalog, "catalogue", 0).await?;
-    let queries = photos.folder(&args.queries, "queries", args.query_zoom).await?;
+    let catalog = photos.folder(&args.catalog, 0).await?;
+    let queries = photos.folder(&args.queries, args.query_zoom).await?;
     let failed = catalog.iter().chain(&queries).any(|f| f.error.is_some());
     let ann_min = args.ann_min;
     let index = tokio::task::spawn_blocking(move || build_index(&catalog, ann_min)).await.context("index task")??;
