@@ -44,10 +44,6 @@ pub const NAME: &str = "dedup";
 /// near-duplicate set. Distances between these hashes are always even, so 4 and 5 are the same.
 pub const DEFAULT_MAX_DISTANCE: u32 = 4;
 
-/// The job option naming a scope shared by several jobs (images are still compared only
-/// within their collection).
-pub use sightline_messages::options::DEDUP_SCOPE as SCOPE_OPTION;
-
 /// What images are compared against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ScopeMode {
@@ -503,7 +499,8 @@ mod tests {
             Dedup::new(DedupConfig { scope: ScopeMode::Collection, ..DedupConfig::default() }).expect("config");
         assert_eq!(shared.scope_of(&a), shared.scope_of(&other_job));
         let named = |mut t: ImageTask| {
-            let options = BTreeMap::from([(SCOPE_OPTION.to_owned(), "crawl-2024".to_owned())]);
+            let options =
+                BTreeMap::from([(sightline_messages::options::DEDUP_SCOPE.to_owned(), "crawl-2024".to_owned())]);
             t.set_annotation(&JobOptions(options)).expect("options");
             t
         };

@@ -30,7 +30,7 @@ use tracing::{info, warn};
 use uuid::Uuid;
 
 use crate::catalog::{CatalogView, Catalogs};
-use crate::query::{self, OPTION_CATALOG, OPTION_K};
+use sightline_messages::options::{DEFAULT_K, MAX_K, SEARCH_CATALOG, SEARCH_K};
 
 /// The route every request's job follows.
 pub const ROUTE: [&str; 5] = options::SEARCH_ROUTE;
@@ -308,7 +308,7 @@ async fn search(
 ) -> ApiResult {
     let catalog = params.catalog.ok_or_else(|| ApiError::bad_request("missing query parameter: catalog"))?;
     valid_catalog(&catalog)?;
-    let k = params.k.unwrap_or(query::DEFAULT_K).clamp(1, query::MAX_K);
+    let k = params.k.unwrap_or(DEFAULT_K).clamp(1, MAX_K);
     let logo = logo_mode(params.mode.as_deref())?;
     catalog_view(&s, &catalog).await?;
     let mut files = match &params.key {
@@ -322,7 +322,7 @@ async fn search(
     }
     let query_name = files[0].0.clone();
     let mut options =
-        BTreeMap::from([(OPTION_CATALOG.to_owned(), catalog.clone()), (OPTION_K.to_owned(), k.to_string())]);
+        BTreeMap::from([(SEARCH_CATALOG.to_owned(), catalog.clone()), (SEARCH_K.to_owned(), k.to_string())]);
     if logo {
         // detect proposes regions, embed embeds each, index ranks brands (docs/logos.md).
         options.insert(SEARCH_MODE.to_owned(), "logo".to_owned());
@@ -431,7 +431,7 @@ pub fn openapi() -> Value {
                 "summary": "Search a catalogue with a photo",
                 "parameters": [
                     { "name": "catalog", "in": "query", "required": true, "schema": { "type": "string" } },
-                    { "name": "k", "in": "query", "schema": { "type": "integer", "default": query::DEFAULT_K, "minimum": 1, "maximum": query::MAX_K } },
+                    { "name": "k", "in": "query", "schema": { "type": "integer", "default": DEFAULT_K, "minimum": 1, "maximum": MAX_K } },
                     { "name": "key", "in": "query", "description": "search with the image at this storage key instead of an upload (no body)", "schema": { "type": "string" } },
                     mode.clone()
                 ],

@@ -463,7 +463,10 @@ mod tests {
         assert_eq!((vb.generation, vb.snapshot.len(), vb.delta.len()), (1, 6, 1));
         put_vector(blob, "embeddings/q/0.f32", [0.05, -0.998]).await;
         let query = task(2, 0, "query", "embeddings/q/0.f32", "");
-        let query = with_options(query, &[(crate::query::OPTION_CATALOG, "shop"), (crate::query::OPTION_K, "3")]);
+        let query = with_options(
+            query,
+            &[(sightline_messages::options::SEARCH_CATALOG, "shop"), (sightline_messages::options::SEARCH_K, "3")],
+        );
         let (ra, rb) = (
             run_on(&a, &ctx, query.clone()).await.expect("query on a"),
             run_on(&b, &ctx, query).await.expect("query on b"),

@@ -17,11 +17,6 @@ use crate::{decode_vector, ocr_text};
 
 /// The annotation a query's answer is stored under.
 pub const ANNOTATION: &str = SearchOut::KEY;
-/// The job option naming the catalogue to search.
-pub const OPTION_CATALOG: &str = sightline_messages::options::SEARCH_CATALOG;
-/// The job option giving the number of matches.
-pub const OPTION_K: &str = sightline_messages::options::SEARCH_K;
-pub use sightline_messages::options::{DEFAULT_K, MAX_K};
 
 /// What a query task asks for, from its job options.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -179,6 +174,7 @@ pub(crate) mod tests {
     use uuid::Uuid;
 
     use super::*;
+    use sightline_messages::options::{DEFAULT_K, MAX_K, SEARCH_CATALOG, SEARCH_K};
 
     #[test]
     fn the_query_and_its_zoom_are_averaged_to_a_unit_vector() {
@@ -249,7 +245,7 @@ pub(crate) mod tests {
         let t = task(1, 0, "q", "e", "");
         assert_eq!(QueryRequest::from_task(&t), None, "no options: index it");
         let query =
-            |k: &str| QueryRequest::from_task(&with_options(t.clone(), &[(OPTION_CATALOG, "shop"), (OPTION_K, k)]));
+            |k: &str| QueryRequest::from_task(&with_options(t.clone(), &[(SEARCH_CATALOG, "shop"), (SEARCH_K, k)]));
         assert_eq!(query("3"), Some(QueryRequest { catalog: "shop".into(), k: 3 }));
         assert_eq!(query("x").map(|q| q.k), Some(DEFAULT_K));
         assert_eq!(query("100000").map(|q| q.k), Some(MAX_K));
@@ -276,7 +272,7 @@ pub(crate) mod tests {
 
         put_vector(blob.as_ref(), "embeddings/q/0.f32", [0.999, 0.0447]).await;
         let query = task(2, 0, "query", "embeddings/q/0.f32", "tropicana APPLE");
-        let query = with_options(query, &[(OPTION_CATALOG, "shop"), (OPTION_K, "2")]);
+        let query = with_options(query, &[(SEARCH_CATALOG, "shop"), (SEARCH_K, "2")]);
         let record = run_on(&stage, &ctx, query.clone()).await.expect("query");
         assert_eq!(record.outcome, ItemOutcome::Ok);
         assert_eq!(record.annotations[ANNOTATION]["catalog"], "shop", "the answer's wire shape");
@@ -296,7 +292,7 @@ pub(crate) mod tests {
         assert_eq!((view.len(), view.delta.len(), view.generation), (4, 4, 0), "no snapshot yet: all in the delta");
 
         // An unknown catalogue fails the query permanently, with a reason.
-        let unknown = with_options(query.clone(), &[(OPTION_CATALOG, "nothing")]);
+        let unknown = with_options(query.clone(), &[(SEARCH_CATALOG, "nothing")]);
         let err = run_on(&stage, &ctx, unknown).await.expect_err("unknown catalogue");
         assert!(matches!(&err, StageError::Permanent(r) if r.contains("no items")), "{err}");
     }

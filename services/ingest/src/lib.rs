@@ -86,7 +86,7 @@ impl Ingest {
 }
 
 /// The route check lives with the job kinds and their routes in the message contract.
-pub use sightline_messages::options::validate_route;
+use sightline_messages::options::validate_route;
 
 /// Splits a name relative to the source into (collection, name): the first path component is
 /// the collection when the name is nested, else the collection is `default`.
