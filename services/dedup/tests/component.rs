@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use common::{copies, race, sample_photo, task};
+use common::{copy_tasks, race, sample_photo, task};
 use sightline_coord::{Coord, MemoryCoord};
 use sightline_dedup::{Decision, Dedup, DedupConfig, Evidence, Kind};
 use sightline_messages::annotations::DedupOut;
@@ -24,12 +24,11 @@ fn stage() -> Dedup {
 async fn copies_are_exact_or_near_and_point_at_the_original() {
     let env = StageEnv::new();
     let ctx = &env.ctx;
-    let dedup = stage();
-    let job = Uuid::new_v4();
+    let tasks = copy_tasks(ctx, "melons", "Honeydew-Melon/img006.jpg").await;
+    let (dedup, job) = (stage(), tasks[0].job_id);
     let mut decisions = BTreeMap::new();
-    for (i, (name, bytes)) in copies(&sample_photo("Honeydew-Melon/img006.jpg")).into_iter().enumerate() {
-        let t = task(ctx, job, i as u64, "melons", name, bytes).await;
-        decisions.insert(name, dedup.decide(ctx, &t).await.expect("decide"));
+    for t in &tasks {
+        decisions.insert(t.name.as_str(), dedup.decide(ctx, t).await.expect("decide"));
     }
     assert!(matches!(decisions["orig"], Decision::Unique { .. }));
     let of = |d: &Decision| match d {
@@ -59,13 +58,8 @@ async fn copies_are_exact_or_near_and_point_at_the_original() {
 async fn a_redelivered_message_gets_the_same_answer() {
     let env = StageEnv::new();
     let ctx = &env.ctx;
+    let tasks = copy_tasks(ctx, "milk", "Alpro-Shelf-Soy-Milk/img002.jpg").await;
     let dedup = stage();
-    let job = Uuid::new_v4();
-    let all = copies(&sample_photo("Alpro-Shelf-Soy-Milk/img002.jpg"));
-    let mut tasks = Vec::new();
-    for (i, (name, bytes)) in all.into_iter().enumerate() {
-        tasks.push(task(ctx, job, i as u64, "milk", name, bytes).await);
-    }
     let mut first = Vec::new();
     for t in &tasks {
         first.push(dedup.handle(ctx, input(t)).await.expect("handle"));

@@ -10,9 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use sightline_imaging::Limits;
-use sightline_messages::annotations::{self, Annotations};
-use sightline_messages::options::JobOptions;
-use sightline_messages::{Body, ImageTask, IngestItem, JobSpec, KIND_INGEST_ITEM, KIND_JOB, Location, Source};
+use sightline_messages::{Body, IngestItem, JobSpec, KIND_INGEST_ITEM, KIND_JOB, Location, Source, Stored};
 use sightline_runtime::{Ctx, Effect, Input, Stage, StageError};
 use tracing::info;
 
@@ -181,32 +179,10 @@ impl Ingest {
             .map_err(|e| StageError::permanent(e.to_string()))?;
         let size = bytes.len() as u64;
         let (key, sha256, _) = sightline_blob::put_content(ctx.blob.as_ref(), bytes).await?;
-        let task = ImageTask {
-            job_id: item.job_id,
-            item: item.item,
-            collection: item.collection.clone(),
-            name: item.name.clone(),
-            key,
-            sha256,
-            format: probe.format,
-            width: probe.width,
-            height: probe.height,
-            size,
-            route: item.route.clone(),
-            hop: 0,
-            annotations: options_annotation(&item.options).map_err(|e| StageError::permanent(e.to_string()))?,
-        };
+        let stored = Stored { key, sha256, size, probe: (probe.format, probe.width, probe.height) };
+        let task = item.stored(stored).map_err(|e| StageError::permanent(e.to_string()))?;
         Ok(vec![Effect::forward(task, NAME)])
     }
-}
-
-/// The job's options as the `options` annotation later stages read (none when empty).
-fn options_annotation(options: &BTreeMap<String, String>) -> Result<Annotations, annotations::AnnotationError> {
-    let mut out = Annotations::new();
-    if !options.is_empty() {
-        annotations::write(&mut out, &JobOptions(options.clone()))?;
-    }
-    Ok(out)
 }
 
 #[async_trait]
@@ -231,16 +207,6 @@ impl Stage for Ingest {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn job_options_become_the_options_annotation() {
-        assert!(options_annotation(&BTreeMap::new()).expect("none").is_empty());
-        let scope = sightline_messages::options::DEDUP_SCOPE;
-        let options = BTreeMap::from([(scope.to_owned(), "crawl-2024".to_owned())]);
-        let a = options_annotation(&options).expect("options");
-        let read: Option<JobOptions> = annotations::read(&a).expect("well formed");
-        assert_eq!(read.as_ref().and_then(|o| o.dedup_scope()), Some("crawl-2024"));
-    }
 
     #[test]
     fn collections_come_from_the_first_folder() {

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use crate::{BlobError, BlobStore, PutOutcome, content_key, put_content};
 
 /// Put, get, head, overwrite and delete under `prefix`.
-pub async fn put_get_head_delete(store: &dyn BlobStore, prefix: &str) {
+pub async fn put_get_head_delete(store: Arc<dyn BlobStore>, prefix: &str) {
     let key = format!("{prefix}/records/a.json");
     assert!(store.head(&key).await.expect("head").is_none());
     assert!(matches!(store.get(&key).await, Err(BlobError::NotFound(_))), "get of a missing key is NotFound");
@@ -48,11 +48,11 @@ pub async fn put_if_absent_is_write_once(store: Arc<dyn BlobStore>, prefix: &str
 }
 
 /// Content-addressed keys are the SHA-256 of the bytes; storing twice stores once.
-pub async fn content_addressing(store: &dyn BlobStore, _prefix: &str) {
+pub async fn content_addressing(store: Arc<dyn BlobStore>, _prefix: &str) {
     let bytes = Bytes::from(format!("image bytes {}", std::process::id()));
-    let (key, hex, outcome) = put_content(store, bytes.clone()).await.expect("put content");
+    let (key, hex, outcome) = put_content(store.as_ref(), bytes.clone()).await.expect("put content");
     assert_eq!((key.clone(), hex.clone()), content_key(&bytes));
-    let (_, _, again) = put_content(store, bytes.clone()).await.expect("put content again");
+    let (_, _, again) = put_content(store.as_ref(), bytes.clone()).await.expect("put content again");
     assert_eq!(again, PutOutcome::AlreadyExists);
     assert!(outcome == PutOutcome::Created || outcome == PutOutcome::AlreadyExists);
     assert_eq!(store.get(&key).await.expect("get"), bytes);
@@ -60,7 +60,7 @@ pub async fn content_addressing(store: &dyn BlobStore, _prefix: &str) {
 }
 
 /// Listing returns exactly the keys under the prefix, sorted, and nothing from a sibling prefix.
-pub async fn list_by_prefix(store: &dyn BlobStore, prefix: &str) {
+pub async fn list_by_prefix(store: Arc<dyn BlobStore>, prefix: &str) {
     let mut expected: Vec<String> =
         (0..1100u32).filter(|i| i.is_multiple_of(100) || *i >= 1090).map(|i| format!("{prefix}/list/{i:04}")).collect();
     for key in expected.iter().rev() {
@@ -74,7 +74,7 @@ pub async fn list_by_prefix(store: &dyn BlobStore, prefix: &str) {
 }
 
 /// Invalid keys are refused, not written outside the store.
-pub async fn invalid_keys_are_refused(store: &dyn BlobStore, _prefix: &str) {
+pub async fn invalid_keys_are_refused(store: Arc<dyn BlobStore>, _prefix: &str) {
     for key in ["../escape", "/abs", "a/../../b"] {
         assert!(matches!(store.put(key, Bytes::from_static(b"x")).await, Err(BlobError::Refused { .. })), "{key}");
     }

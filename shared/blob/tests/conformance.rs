@@ -6,47 +6,24 @@ use std::sync::Arc;
 
 use sightline_blob::{BlobStore, conformance as c};
 
+/// One test per check of the suite, against the store `$make` makes (each under a fresh prefix).
 macro_rules! suite {
     ($module:ident, $make:expr) => {
         mod $module {
             use super::*;
 
-            async fn prefix_and_store() -> (String, Arc<dyn BlobStore>, Option<tempfile::TempDir>) {
-                let prefix = format!("conformance/{}", uuid_like());
-                let (store, dir) = $make.await;
-                (prefix, store, dir)
-            }
-
-            #[tokio::test]
-            async fn put_get_head_delete() {
-                let (p, s, _d) = prefix_and_store().await;
-                c::put_get_head_delete(s.as_ref(), &p).await;
-            }
-
-            #[tokio::test]
-            async fn put_if_absent_is_write_once() {
-                let (p, s, _d) = prefix_and_store().await;
-                c::put_if_absent_is_write_once(s.clone(), &p).await;
-            }
-
-            #[tokio::test]
-            async fn content_addressing() {
-                let (p, s, _d) = prefix_and_store().await;
-                c::content_addressing(s.as_ref(), &p).await;
-            }
-
-            #[tokio::test]
-            async fn list_by_prefix() {
-                let (p, s, _d) = prefix_and_store().await;
-                c::list_by_prefix(s.as_ref(), &p).await;
-            }
-
-            #[tokio::test]
-            async fn invalid_keys_are_refused() {
-                let (p, s, _d) = prefix_and_store().await;
-                c::invalid_keys_are_refused(s.as_ref(), &p).await;
-            }
+            suite!(@checks $make; put_get_head_delete, put_if_absent_is_write_once, content_addressing,
+                list_by_prefix, invalid_keys_are_refused);
         }
+    };
+    (@checks $make:expr; $($check:ident),+) => {
+        $(
+            #[tokio::test]
+            async fn $check() {
+                let (store, _dir): (Arc<dyn BlobStore>, Option<tempfile::TempDir>) = $make.await;
+                c::$check(store, &format!("conformance/{}", uuid_like())).await;
+            }
+        )+
     };
 }
 

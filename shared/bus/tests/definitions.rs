@@ -37,11 +37,16 @@ fn string(obj: &Value, key: &str) -> String {
 }
 
 /// The name of `obj`, an exchange or queue (`what`) that must be durable and not auto-deleted.
-fn durable_name(obj: &Value, what: &str) -> String {
-    let name = string(obj, "name");
-    assert_eq!(field(obj, "durable"), &json!(true), "{what} {name} must be durable");
-    assert_eq!(field(obj, "auto_delete"), &json!(false), "{what} {name}");
-    name
+/// The entries of `section` (`exchanges`, `queues`) by name, each checked durable and declared once.
+fn declared<'a>(defs: &'a Value, section: &str, what: &str) -> BTreeMap<String, &'a Value> {
+    let mut found = BTreeMap::new();
+    for obj in list(defs, section) {
+        let name = string(obj, "name");
+        assert_eq!(field(obj, "durable"), &json!(true), "{what} {name} must be durable");
+        assert_eq!(field(obj, "auto_delete"), &json!(false), "{what} {name}");
+        assert!(found.insert(name.clone(), obj).is_none(), "{what} {name} declared twice");
+    }
+    found
 }
 
 /// The arguments `declare_on` passes, per queue name. Keep in step with `amqp.rs`.
@@ -98,26 +103,21 @@ fn declares_only_the_default_vhost() {
 #[test]
 fn exchanges_match_the_code() {
     let defs = definitions();
-    let mut names = BTreeSet::new();
-    for ex in list(&defs, "exchanges") {
-        let name = durable_name(ex, "exchange");
+    let found = declared(&defs, "exchanges", "exchange");
+    for (name, ex) in &found {
         assert_eq!(string(ex, "type"), "direct", "exchange {name}");
         assert_eq!(field(ex, "internal"), &json!(false), "exchange {name}");
         assert_eq!(field(ex, "arguments"), &json!({}), "exchange {name}: the code passes no arguments");
-        assert!(names.insert(name.clone()), "exchange {name} declared twice");
     }
     let expected: BTreeSet<String> = [EXCHANGE, DEAD_LETTER_EXCHANGE].map(str::to_owned).into();
-    assert_eq!(names, expected);
+    assert_eq!(found.into_keys().collect::<BTreeSet<_>>(), expected);
 }
 
 #[test]
 fn queues_match_the_code() {
     let defs = definitions();
-    let mut found = BTreeMap::new();
-    for q in list(&defs, "queues") {
-        let name = durable_name(q, "queue");
-        assert!(found.insert(name.clone(), field(q, "arguments").clone()).is_none(), "queue {name} declared twice");
-    }
+    let found: BTreeMap<String, &Value> =
+        declared(&defs, "queues", "queue").into_iter().map(|(name, q)| (name, field(q, "arguments"))).collect();
     let expected = expected_queues();
     let missing: Vec<_> = expected.keys().filter(|n| !found.contains_key(*n)).collect();
     let extra: Vec<_> = found.keys().filter(|n| !expected.contains_key(*n)).collect();
@@ -127,7 +127,7 @@ fn queues_match_the_code() {
     );
     for (name, args) in &expected {
         // Value equality is exact: 10 and "10" differ, and so do 10 and 10.0.
-        assert_eq!(&found[name], args, "arguments of queue {name}");
+        assert_eq!(found[name], args, "arguments of queue {name}");
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::{Coord, FINAL_SCOPE, NearMatch};
 
 /// Idempotency markers are set, read and expire.
-pub async fn done_markers(c: &dyn Coord, ns: &str) {
+pub async fn done_markers(c: Arc<dyn Coord>, ns: &str) {
     let id = format!("{ns}-msg");
     assert!(!c.is_done(&id).await.expect("is_done"));
     c.mark_done(&id, Duration::from_millis(300)).await.expect("mark");
@@ -108,7 +108,7 @@ pub async fn claims(c: Arc<dyn Coord>, ns: &str) {
 }
 
 /// Leases exclude other owners, renew for the holder, and expire.
-pub async fn leases(c: &dyn Coord, ns: &str) {
+pub async fn leases(c: Arc<dyn Coord>, ns: &str) {
     let name = format!("{ns}-lease");
     let ttl = Duration::from_millis(400);
     assert!(c.lease_acquire(&name, "a", ttl).await.expect("acquire"));
@@ -122,7 +122,7 @@ pub async fn leases(c: &dyn Coord, ns: &str) {
 }
 
 /// `claimed` reads what a claim set, and nothing else.
-pub async fn claimed(c: &dyn Coord, ns: &str) {
+pub async fn claimed(c: Arc<dyn Coord>, ns: &str) {
     let key = format!("{ns}-read");
     assert_eq!(c.claimed(&key).await.expect("claimed"), None);
     assert_eq!(c.claim(&key, "first", Duration::from_millis(300)).await.expect("claim"), None);
@@ -137,7 +137,7 @@ const TTL: Duration = Duration::from_secs(60);
 /// The near-duplicate index: the nearest entry within the distance wins, ties go to the
 /// earliest, far hashes get in, a repeat by the winner is a no-op, hashes with no band in
 /// common are still found, and indexes are independent.
-pub async fn near_claims(c: &dyn Coord, ns: &str) {
+pub async fn near_claims(c: Arc<dyn Coord>, ns: &str) {
     let index = format!("{ns}-near");
     let base = 0x0123_4567_89ab_cdef_u64;
     assert_eq!(c.claim_near(&index, base, "a", "va", 4, TTL).await.expect("near"), None, "empty index: inserted");

@@ -11,55 +11,24 @@ fn ns() -> String {
     format!("t{}-{nanos}", std::process::id())
 }
 
+/// One test per check of the suite, against the backend `$make` makes (each in a fresh
+/// namespace; on a multi-threaded runtime, for the checks that race).
 macro_rules! suite {
     ($module:ident, $make:expr) => {
         mod $module {
             use super::*;
 
-            #[tokio::test]
-            async fn done_markers() {
-                let coord: Arc<dyn Coord> = $make;
-                c::done_markers(coord.as_ref(), &ns()).await;
-            }
-
-            #[tokio::test]
-            async fn job_progress_and_fan_in() {
-                c::job_progress_and_fan_in($make, &ns()).await;
-            }
-
-            #[tokio::test]
-            async fn counters() {
-                c::counters($make, &ns()).await;
-            }
-
-            #[tokio::test]
-            async fn claims() {
-                c::claims($make, &ns()).await;
-            }
-
-            #[tokio::test]
-            async fn claimed() {
-                let coord: Arc<dyn Coord> = $make;
-                c::claimed(coord.as_ref(), &ns()).await;
-            }
-
-            #[tokio::test]
-            async fn near_claims() {
-                let coord: Arc<dyn Coord> = $make;
-                c::near_claims(coord.as_ref(), &ns()).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn near_claims_race() {
-                c::near_claims_race($make, &ns()).await;
-            }
-
-            #[tokio::test]
-            async fn leases() {
-                let coord: Arc<dyn Coord> = $make;
-                c::leases(coord.as_ref(), &ns()).await;
-            }
+            suite!(@checks $make; done_markers, job_progress_and_fan_in, counters, claims, claimed, near_claims,
+                near_claims_race, leases);
         }
+    };
+    (@checks $make:expr; $($check:ident),+) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $check() {
+                c::$check($make, &ns()).await;
+            }
+        )+
     };
 }
 

@@ -185,6 +185,46 @@ pub struct IngestItem {
     pub options: BTreeMap<String, String>,
 }
 
+/// What ingest learned of an item's bytes when it stored them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stored {
+    /// The content-addressed key, `images/sha256/<hex>`.
+    pub key: String,
+    /// SHA-256 of the bytes, hex.
+    pub sha256: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Format, width and height, as the bytes were probed.
+    pub probe: (String, u32, u32),
+}
+
+impl IngestItem {
+    /// The task ingest forwards once this item's bytes are stored: on ingest's hop of the
+    /// route, with the job's options as its only annotation (none when there are none).
+    pub fn stored(&self, stored: Stored) -> Result<ImageTask, crate::annotations::AnnotationError> {
+        let Stored { key, sha256, size, probe: (format, width, height) } = stored;
+        let mut annotations = BTreeMap::new();
+        if !self.options.is_empty() {
+            crate::annotations::write(&mut annotations, &crate::options::JobOptions(self.options.clone()))?;
+        }
+        Ok(ImageTask {
+            job_id: self.job_id,
+            item: self.item,
+            collection: self.collection.clone(),
+            name: self.name.clone(),
+            key,
+            sha256,
+            format,
+            width,
+            height,
+            size,
+            route: self.route.clone(),
+            hop: 0,
+            annotations,
+        })
+    }
+}
+
 /// One stored image travelling along its route.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ImageTask {
@@ -311,4 +351,45 @@ pub struct ItemRecord {
     /// What stages found, by stage name.
     #[serde(default)]
     pub annotations: BTreeMap<String, serde_json::Value>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::options::{DEDUP_SCOPE, JobOptions};
+
+    fn item(options: BTreeMap<String, String>) -> IngestItem {
+        let location = Location::Blob { key: "uploads/a.jpg".into() };
+        let route = vec!["ingest".into(), "dedup".into()];
+        IngestItem {
+            job_id: Uuid::nil(),
+            item: 7,
+            collection: "c".into(),
+            name: "a.jpg".into(),
+            location,
+            route,
+            options,
+        }
+    }
+
+    fn stored() -> Stored {
+        Stored { key: "images/sha256/ab".into(), sha256: "ab".into(), size: 3, probe: ("png".into(), 4, 2) }
+    }
+
+    #[test]
+    fn a_stored_item_becomes_the_task_on_ingests_hop() {
+        let task = item(BTreeMap::new()).stored(stored()).expect("task");
+        assert_eq!((task.item, task.name.as_str(), task.key.as_str(), task.size), (7, "a.jpg", "images/sha256/ab", 3));
+        assert_eq!((task.format.as_str(), task.width, task.height, task.hop), ("png", 4, 2, 0));
+        assert_eq!(task.next_stage(), Some("dedup"));
+        assert!(task.annotations.is_empty(), "no options, no annotation");
+    }
+
+    #[test]
+    fn job_options_become_the_options_annotation() {
+        let options = BTreeMap::from([(DEDUP_SCOPE.to_owned(), "crawl-2024".to_owned())]);
+        let task = item(options).stored(stored()).expect("task");
+        let read: Option<JobOptions> = task.annotation().expect("well formed");
+        assert_eq!(read.as_ref().and_then(|o| o.dedup_scope()), Some("crawl-2024"));
+    }
 }

@@ -20,7 +20,7 @@ pub mod vector;
 pub use annotations::{Annotation, AnnotationError};
 pub use body::{
     Body, CollectionReady, ImageTask, IngestItem, ItemOutcome, ItemRecord, JobSpec, KIND_COLLECTION_READY, KIND_IMAGE,
-    KIND_INGEST_ITEM, KIND_JOB, Location, Source, from_msgpack, to_msgpack,
+    KIND_INGEST_ITEM, KIND_JOB, Location, Source, Stored, from_msgpack, to_msgpack,
 };
 pub use meta::{Meta, headers};
 

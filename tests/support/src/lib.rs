@@ -17,7 +17,7 @@ use bytes::Bytes;
 use sightline_blob::LocalStore;
 use sightline_coord::{Coord, JobStatus, MemoryCoord};
 use sightline_messages::annotations::Annotation;
-use sightline_messages::{Body, Envelope, ImageTask, ItemRecord, JobSpec, Source};
+use sightline_messages::{Body, Envelope, ImageTask, IngestItem, ItemRecord, JobSpec, Location, Source, Stored};
 use sightline_runtime::embedded::{JobRun, embedded_settings, run_job};
 use sightline_runtime::{Backends, Ctx, Effect, Input, Stage};
 use uuid::Uuid;
@@ -198,21 +198,19 @@ impl Item<'_> {
     async fn stored(&self, ctx: &Ctx, bytes: Vec<u8>, probe: sightline_imaging::Probe) -> ImageTask {
         let size = bytes.len() as u64;
         let (key, sha256, _) = sightline_blob::put_content(ctx.blob.as_ref(), Bytes::from(bytes)).await.expect("put");
-        ImageTask {
+        let item = IngestItem {
             job_id: self.job,
             item: self.item,
             collection: self.collection.to_owned(),
             name: self.name.to_owned(),
-            key,
-            sha256,
-            format: probe.format,
-            width: probe.width,
-            height: probe.height,
-            size,
+            location: Location::Blob { key: key.clone() },
             route: self.route.iter().map(|s| (*s).to_owned()).collect(),
-            hop: 1,
-            annotations: Default::default(),
-        }
+            options: Default::default(),
+        };
+        let stored = Stored { key, sha256, size, probe: (probe.format, probe.width, probe.height) };
+        let mut task = item.stored(stored).expect("no options, no annotation to encode");
+        task.hop = 1;
+        task
     }
 }
 

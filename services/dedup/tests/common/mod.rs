@@ -24,6 +24,17 @@ pub async fn task(ctx: &Ctx, job: Uuid, item: u64, collection: &str, name: &str,
     Item { job, item, collection, name, route: &route }.store(ctx, bytes).await
 }
 
+/// The tasks of [`copies`] of a sample photo in a new job, image `i` for the `i`-th copy, named
+/// by transform (the original first).
+pub async fn copy_tasks(ctx: &Ctx, collection: &str, photo: &str) -> Vec<ImageTask> {
+    let job = Uuid::new_v4();
+    let mut tasks = Vec::new();
+    for (i, (name, bytes)) in copies(&sample_photo(photo)).into_iter().enumerate() {
+        tasks.push(task(ctx, job, i as u64, collection, name, bytes).await);
+    }
+    tasks
+}
+
 /// Encodes an image in `format` (JPEG at `quality`).
 pub fn encode(img: &DynamicImage, format: ImageFormat, quality: u8) -> Vec<u8> {
     let mut out = Vec::new();
