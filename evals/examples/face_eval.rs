@@ -3,6 +3,7 @@
 //! ```sh
 //! eval "$(models/fetch.sh)"
 //! cargo run -p sightline-evals --release --example face_eval -- [DATA]   # DATA defaults to ../shared/data
+//! cargo run -p sightline-evals --release --example face_eval -- --attributes [--faces] [DATA]   # only the last section
 //! ```
 //!
 //! - detection recall and precision at IoU 0.5 on `faces/boxes` (training.xml, testing.xml),
@@ -12,7 +13,12 @@
 //! - 68-point landmark error against `*_with_face_landmarks.xml`;
 //! - pose consistency under a horizontal flip (yaw and roll change sign, pitch stays);
 //! - identity clustering ARI on `faces/identities` (folder = person), with a threshold sweep;
-//! - age and gender on the identities (all adult men), and faces found in `dogs.jpg`.
+//! - age and gender on the identities (all adult men), and faces found in `dogs.jpg`;
+//! - age and gender against the labels of `faces/attributes` (`truth.csv`: file,age,gender;
+//!   UTKFace's aligned crops, which are dlib face chips of 200 px), for each way of reading the
+//!   chips (grid, test-time flip), the whole image taken as the chip (the alignment the crops
+//!   were made with), how far our alignment is from it, and leave-one-out figures for a fitted
+//!   gender threshold (one, or one per predicted age group); `--faces` lists every face.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -21,9 +27,12 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use image::RgbImage;
 use image::imageops::{FilterType, resize};
-use sightline_evals::face::{Counts, LabelledImage, landmark_nme, match_detections, parse_dlib_xml};
-use sightline_face::engine::{EngineConfig, FaceEngine, Gender};
-use sightline_face::geometry::BoxF;
+use sightline_evals::face::{
+    Counts, LabelledImage, landmark_nme, loo_threshold_accuracy, match_detections, parse_dlib_xml,
+};
+use sightline_evals::read_csv;
+use sightline_face::engine::{AttributeConfig, ChipGrid, EngineConfig, FaceEngine, Gender};
+use sightline_face::geometry::{BoxF, Similarity, warp_chip};
 use sightline_face::persons::{PersonConfig, adjusted_rand_index, cluster, cosine};
 
 fn load(path: &Path) -> Result<RgbImage> {
@@ -91,8 +100,139 @@ fn mosaic(items: &[(RgbImage, Vec<BoxF>)]) -> (RgbImage, Vec<BoxF>) {
     (canvas, boxes)
 }
 
+/// One labelled face of `faces/attributes` as each variant read it.
+struct Read {
+    file: String,
+    age: f32,
+    male: bool,
+    /// Per variant: (expected age, probability of male).
+    by_variant: Vec<(f32, f32)>,
+}
+
+/// A child for the per-group figures: under 13 years.
+const CHILD: f32 = 13.0;
+
+fn attributes(engine: &FaceEngine, dir: &Path, per_face: bool) -> Result<()> {
+    println!("\n## age and gender against labels ({})\n", dir.display());
+    let rows = read_csv(&dir.join("truth.csv"))?;
+    let default = engine.config().attributes;
+    let variants: Vec<(String, Option<AttributeConfig>)> = vec![
+        (
+            "pixel-centre grid (first version)".into(),
+            Some(AttributeConfig { grid: ChipGrid::PixelCentres, flip: false }),
+        ),
+        ("pixel-centre grid + flip".into(), Some(AttributeConfig { grid: ChipGrid::PixelCentres, flip: true })),
+        ("dlib grid".into(), Some(AttributeConfig { grid: ChipGrid::Dlib, flip: false })),
+        ("dlib grid + flip".into(), Some(AttributeConfig { grid: ChipGrid::Dlib, flip: true })),
+        ("whole image as the chip (reference alignment)".into(), None),
+        ("whole image as the chip + flip".into(), None),
+    ];
+    let mut reads = Vec::new();
+    let (mut missed, mut scale_err, mut angle, mut shift) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for row in &rows {
+        let [file, age, gender] = row.as_slice() else { bail!("truth.csv: expected file,age,gender, got {row:?}") };
+        let img = load(&dir.join(file))?;
+        let age: f32 = age.trim().parse().with_context(|| format!("age of {file}"))?;
+        let male = match gender.trim() {
+            "male" => true,
+            "female" => false,
+            g => bail!("{file}: gender {g:?}"),
+        };
+        let Some(d) = engine.detect(&img)?.into_iter().max_by(|a, b| a.bbox.area().total_cmp(&b.bbox.area())) else {
+            missed.push(file.clone());
+            continue;
+        };
+        let l68 = engine.landmarks(&img, &d.bbox)?;
+        // The crops are dlib chips: dlib's alignment of the face at the image's size is the identity.
+        let side = img.width() as f32;
+        let t = FaceEngine::dlib_chip_transform(&l68, img.width(), ChipGrid::Dlib)?;
+        scale_err.push((t.scale() - 1.0).abs());
+        angle.push(t.b.atan2(t.a).to_degrees().abs());
+        let c = t.apply([side / 2.0, side / 2.0]);
+        shift.push((c[0] - side / 2.0).hypot(c[1] - side / 2.0));
+        // The whole image as a dlib chip of `size`: first and last pixels on the image's first and last.
+        let whole = |size: u32| {
+            let s = (size as f32 - 1.0) / (side - 1.0);
+            warp_chip(&img, &Similarity::scale_shift(s, 0.5 - 0.5 * s, 0.5 - 0.5 * s), size)
+        };
+        let mut by_variant = Vec::new();
+        for (k, (_, cfg)) in variants.iter().enumerate() {
+            by_variant.push(match cfg {
+                Some(cfg) => engine.age_gender_with(&img, &l68, cfg)?,
+                None => engine.age_gender_of_chips(&whole(64)?, &whole(32)?, k % 2 == 1)?,
+            });
+        }
+        reads.push(Read { file: file.clone(), age, male, by_variant });
+    }
+    let n = rows.len();
+    let median = |mut v: Vec<f32>| {
+        v.sort_by(f32::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(f32::NAN)
+    };
+    println!(
+        "{n} labelled faces ({} under {CHILD} years); a face found in {} (missed: {}). Our alignment against the crops' \
+         own (the identity for a 200 px dlib chip), median over the faces: scale off by {:.1}%, rotation {:.1}°, centre {:.1} px\n",
+        rows.iter().filter(|r| r.get(1).and_then(|a| a.trim().parse::<f32>().ok()).is_some_and(|a| a < CHILD)).count(),
+        reads.len(),
+        if missed.is_empty() { "none".to_owned() } else { missed.join(", ") },
+        100.0 * median(scale_err),
+        median(angle),
+        median(shift)
+    );
+    println!(
+        "| reading | gender accuracy (found faces) | of all {n} | under {CHILD} | {CHILD} and over | age MAE (years) |\n\
+         | --- | --- | --- | --- | --- | --- |"
+    );
+    for (k, (name, cfg)) in variants.iter().enumerate() {
+        let count = |f: &dyn Fn(&Read) -> bool| {
+            let group: Vec<&Read> = reads.iter().filter(|r| f(r)).collect();
+            (group.iter().filter(|r| (r.by_variant[k].1 >= 0.5) == r.male).count(), group.len())
+        };
+        let (ok, found) = count(&|_| true);
+        let (ok_child, children) = count(&|r| r.age < CHILD);
+        let (ok_adult, adults) = count(&|r| r.age >= CHILD);
+        let mae = reads.iter().map(|r| (r.by_variant[k].0 - r.age).abs()).sum::<f32>() / found.max(1) as f32;
+        let mark = if *cfg == Some(default) { " (default)" } else { "" };
+        println!(
+            "| {name}{mark} | {:.3} ({ok}/{found}) | {:.3} | {ok_child}/{children} | {ok_adult}/{adults} | {mae:.1} |",
+            ok as f64 / found.max(1) as f64,
+            ok as f64 / n.max(1) as f64,
+        );
+    }
+    if per_face {
+        println!(
+            "\n| file | age | gender | {} |\n|{}",
+            variants.iter().map(|v| v.0.as_str()).collect::<Vec<_>>().join(" | "),
+            " --- |".repeat(variants.len() + 3)
+        );
+        for r in &reads {
+            let cells: Vec<String> = r.by_variant.iter().map(|(a, m)| format!("{m:.3} / {a:.0}")).collect();
+            println!("| {} | {} | {} | {} |", r.file, r.age, if r.male { "male" } else { "female" }, cells.join(" | "));
+        }
+    }
+    // Calibration on these faces, measured leave-one-out: a threshold fitted to the others.
+    let k = variants.iter().position(|v| v.1 == Some(default)).unwrap_or(0);
+    let scores: Vec<f32> = reads.iter().map(|r| r.by_variant[k].1).collect();
+    let labels: Vec<bool> = reads.iter().map(|r| r.male).collect();
+    let one = loo_threshold_accuracy(&scores, &labels, &vec![0; reads.len()]);
+    let by_age: Vec<usize> = reads.iter().map(|r| usize::from(r.by_variant[k].0 < CHILD)).collect();
+    let two = loo_threshold_accuracy(&scores, &labels, &by_age);
+    println!(
+        "\nfitted gender thresholds on the default reading, leave-one-out over the found faces: one threshold {one:.3}; \
+         one per predicted age group (under {CHILD} / {CHILD} and over) {two:.3}"
+    );
+    Ok(())
+}
+
 fn main() -> Result<()> {
-    let data = PathBuf::from(std::env::args().nth(1).unwrap_or_else(|| "../shared/data".into()));
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let only_attributes = args.iter().any(|a| a == "--attributes");
+    let data = PathBuf::from(args.iter().find(|a| !a.starts_with("--")).map_or("../shared/data", String::as_str));
+    let attributes_dir = data.join("faces/attributes");
+    if only_attributes {
+        let engine = FaceEngine::from_env(1, EngineConfig::default()).context("load the face models")?;
+        return attributes(&engine, &attributes_dir, args.iter().any(|a| a == "--faces"));
+    }
     let boxes_dir = data.join("faces/boxes");
     let ids_dir = data.join("faces/identities");
     if !boxes_dir.is_dir() || !ids_dir.is_dir() {
@@ -347,6 +487,9 @@ fn main() -> Result<()> {
             ages[ages.len() - 1],
             v.len()
         );
+    }
+    if attributes_dir.is_dir() {
+        attributes(&engine, &attributes_dir, false)?;
     }
     println!("\ntotal {:.1} s wall, {:.1} s CPU", started.elapsed().as_secs_f64(), cpu_seconds());
     Ok(())

@@ -162,6 +162,41 @@ pub fn landmark_nme(pred: &[Point], truth: &[Point]) -> Option<f32> {
     Some(sum / 68.0 / io)
 }
 
+/// The threshold `t` on `scores` (predict `true` when `score >= t`) that labels the most
+/// samples right: 0.5 or a midpoint between two neighbouring distinct scores; ties go to the
+/// threshold nearest 0.5 (the uncalibrated decision).
+pub fn best_threshold(scores: &[f32], labels: &[bool]) -> f32 {
+    let mut sorted: Vec<f32> = scores.to_vec();
+    sorted.sort_by(f32::total_cmp);
+    sorted.dedup();
+    let candidates = std::iter::once(0.5).chain(sorted.windows(2).map(|w| (w[0] + w[1]) / 2.0));
+    let correct = |t: f32| scores.iter().zip(labels).filter(|(s, l)| (**s >= t) == **l).count();
+    let mut best = (0usize, f32::INFINITY, 0.5f32); // (correct, distance from 0.5, threshold)
+    for t in candidates {
+        let (c, d) = (correct(t), (t - 0.5).abs());
+        if c > best.0 || (c == best.0 && d < best.1) {
+            best = (c, d, t);
+        }
+    }
+    best.2
+}
+
+/// Leave-one-out accuracy of a fitted threshold: each sample is labelled with the
+/// [`best_threshold`] of the other samples of its group (`groups[i]`; one group for a single
+/// threshold), so the figure is not measured on the data the threshold was fitted to.
+pub fn loo_threshold_accuracy(scores: &[f32], labels: &[bool], groups: &[usize]) -> f64 {
+    let n = scores.len().min(labels.len()).min(groups.len());
+    let correct = (0..n)
+        .filter(|&i| {
+            let others: Vec<usize> = (0..n).filter(|&j| j != i && groups[j] == groups[i]).collect();
+            let s: Vec<f32> = others.iter().map(|&j| scores[j]).collect();
+            let l: Vec<bool> = others.iter().map(|&j| labels[j]).collect();
+            (scores[i] >= best_threshold(&s, &l)) == labels[i]
+        })
+        .count();
+    correct as f64 / n.max(1) as f64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,5 +247,32 @@ mod tests {
         let pred: Vec<Point> = truth.iter().map(|p| [p[0] + 1.0, p[1]]).collect();
         assert!((landmark_nme(&pred, &truth).expect("nme") - 0.1).abs() < 1e-6);
         assert!(landmark_nme(&pred[..5], &truth).is_none());
+    }
+
+    #[test]
+    fn best_threshold_separates_and_prefers_one_half() {
+        // Separable at any threshold between 0.2 and 0.7: 0.5 is kept.
+        assert_eq!(best_threshold(&[0.1, 0.2, 0.7, 0.9], &[false, false, true, true]), 0.5);
+        // Only a threshold between 0.8 and 0.9 separates these.
+        let t = best_threshold(&[0.1, 0.6, 0.8, 0.9, 0.95], &[false, false, false, true, true]);
+        assert!((t - 0.85).abs() < 1e-6, "{t}");
+    }
+
+    #[test]
+    fn leave_one_out_does_not_see_the_held_out_sample() {
+        let scores = [0.1, 0.6, 0.8, 0.9, 0.95];
+        let labels = [false, false, false, true, true];
+        // Without 0.8 the others separate at 0.75 (between 0.6 and 0.9), which labels the
+        // held-out 0.8 true; every other sample is labelled right by the others' 0.85 or 0.875:
+        // 4 of 5.
+        let acc = loo_threshold_accuracy(&scores, &labels, &[0; 5]);
+        assert!((acc - 0.8).abs() < 1e-9, "{acc}");
+        // Two groups, each perfectly separable at 0.5 without the held-out sample.
+        let acc = loo_threshold_accuracy(
+            &[0.1, 0.2, 0.9, 0.8, 0.3, 0.7],
+            &[false, false, true, true, false, true],
+            &[0, 0, 0, 0, 1, 1],
+        );
+        assert!(acc > 0.99, "{acc}");
     }
 }

