@@ -46,9 +46,9 @@ pub enum CentreRule {
     },
     /// The automatic rule before issue 16, kept for comparison (`dpc_sweep`, docs/clustering.md):
     /// as [`CentreRule::Auto`], but the candidates are the points at least as dense as the median
-    /// point instead of the local maxima, and the cut is the widest gap. The floor drops the centres of small clusters, whose
-    /// kNN density is below the median of a collection dominated by larger ones, and leaves the
-    /// slopes of the dense clusters among the candidates, where their γ can widen the gap search.
+    /// point instead of the local maxima, and the cut is the widest gap. The floor drops the
+    /// centres of small clusters, whose kNN density is below the median of a collection dominated
+    /// by larger ones; the widest gap can fall among the top centres when their z are spread.
     AutoMedianFloor {
         /// As in [`CentreRule::Auto`].
         z_min: f64,
