@@ -3,10 +3,11 @@
 //!
 //! ```sh
 //! cargo run -p sightline-evals --example dpc_eval -- [--data ../shared/data] [--kernel knn]
-//!     [--percent 1] [--z-min 3] [--merge 0.75|0] [--json out.json] [--top 20] [--oracle]
+//!     [--percent 1] [--z-min 3] [--merge 0.75|0] [--json out.json] [--top 20] [--oracle] [--median-floor]
 //! ```
 //! Reads every `DATA/clustering/*.csv` (feature columns, final `label` column). For sets whose truth
-//! marks `noise`, also scores with halo points as noise.
+//! marks `noise`, also scores with halo points as noise. `--median-floor` runs the automatic rule
+//! before issue 16 (`CentreRule::AutoMedianFloor`).
 
 use std::path::PathBuf;
 
@@ -26,6 +27,7 @@ struct Args {
     json: Option<PathBuf>,
     only: Option<String>,
     oracle: bool,
+    median_floor: bool,
 }
 
 fn parse_args() -> Args {
@@ -41,6 +43,7 @@ fn parse_args() -> Args {
         json: None,
         only: None,
         oracle: false,
+        median_floor: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -57,6 +60,7 @@ fn parse_args() -> Args {
             "--json" => a.json = Some(value().into()),
             "--only" => a.only = Some(value()),
             "--oracle" => a.oracle = true,
+            "--median-floor" => a.median_floor = true,
             other => panic!("unknown flag {other}"),
         }
     }
@@ -95,6 +99,8 @@ fn main() {
                 k_min: args.k_min,
                 centres: if args.oracle {
                     CentreRule::Count(true_k)
+                } else if args.median_floor {
+                    CentreRule::AutoMedianFloor { z_min: args.z_min, merge: args.merge }
                 } else {
                     CentreRule::Auto { z_min: args.z_min, merge: args.merge }
                 },

@@ -4,12 +4,14 @@
 //! - [`face`]: the face measurements of `docs/face.md` (dlib XML boxes, detection matching,
 //!   landmark error), for the `face_eval` example.
 //! - [`synth`]: synthetic embeddings-like point sets, for the `dpc_bench` example.
+//! - [`mixture`]: seeded Gaussian mixtures with known labels, for the `dpc_sweep` example.
 //! - [`read_csv`]: the simple CSV files of the data sets.
 //!
 //! The scripts beside the programs (`dedup/`, `ocr/`, `cluster/`, `face/`, `detect/`) are the
 //! Python references and their data, described in the docs that cite them.
 
 pub mod face;
+pub mod mixture;
 pub mod synth;
 
 use std::path::Path;

@@ -8,19 +8,30 @@ use super::{DpcError, NONE, Neighbours};
 pub const AUTO_Z_MIN: f64 = 3.0;
 /// Default `merge` of [`CentreRule::Auto`].
 pub const AUTO_MERGE: f32 = 0.8;
+/// [`CentreRule::Auto`] cuts the candidates at the lowest gap in z at least this fraction of the
+/// widest (1 would be the widest gap itself, the rule before issue 16). Chosen by measurement
+/// (docs/clustering.md): 0.6 splits the jain benchmark, 0.8 loses small clusters below a wide
+/// gap among the large ones.
+pub const AUTO_GAP: f64 = 0.7;
 
 /// How cluster centres are picked from the decision graph. The densest point is always a centre.
 #[derive(Debug, Clone, PartialEq)]
 pub enum CentreRule {
     /// Automatic, no number of clusters given.
     ///
-    /// 1. Outliers of γ: with z = (ln γ − median ln γ) / (1.4826 · MAD of ln γ), a robust z-score
-    ///    against the bulk of the decision graph, the points at least as dense as the median point
-    ///    are sorted by z and cut at the widest gap between consecutive values among those with
-    ///    z ≥ `z_min`: everything above the gap is a candidate centre (none reaches `z_min`: one
-    ///    cluster). The density floor is the paper's reading of the graph: large δ with low ρ marks
-    ///    an outlier, not a centre.
-    /// 2. Saddle merge (when `merge` is set): two clusters touch where a point of one has a point
+    /// 1. Candidates: the local maxima of the density at the scale it is measured, the points
+    ///    with no denser point among their k nearest neighbours (δ greater than the distance to
+    ///    the k-th neighbour). Any other point has a denser point inside its own neighbourhood, so
+    ///    its density estimate cannot tell it from a slope; an isolated outlier (large δ, low ρ)
+    ///    has denser neighbours and is excluded too.
+    /// 2. Outliers of γ: with z = (ln γ − median ln γ) / (1.4826 · MAD of ln γ), a robust z-score
+    ///    against the bulk of the decision graph (all points), the candidates are sorted by z; among
+    ///    those with z ≥ `z_min` the gaps between consecutive values are measured, and the cut is
+    ///    the lowest gap at least [`AUTO_GAP`] of the widest: everything above it is a centre
+    ///    (none reaches `z_min`: one cluster). The widest gap alone fails when the centres' z are
+    ///    spread (clusters at very different distances, or of different sizes): a gap among the
+    ///    top centres then outweighs the one between the last centre and the bumps.
+    /// 3. Saddle merge (when `merge` is set): two clusters touch where a point of one has a point
     ///    of the other among its k nearest neighbours; the saddle between them is the highest
     ///    min(ρ_i, ρ_j) over such pairs. A cluster's peak height is the mean ρ of its centre and
     ///    the centre's k nearest neighbours. Going from the highest saddle down, a cluster whose
@@ -31,6 +42,17 @@ pub enum CentreRule {
         z_min: f64,
         /// Saddle-to-peak density ratio at or above which a candidate is merged; `None` keeps
         /// every candidate.
+        merge: Option<f32>,
+    },
+    /// The automatic rule before issue 16, kept for comparison (`dpc_sweep`, docs/clustering.md):
+    /// as [`CentreRule::Auto`], but the candidates are the points at least as dense as the median
+    /// point instead of the local maxima, and the cut is the widest gap. The floor drops the
+    /// centres of small clusters, whose kNN density is below the median of a collection dominated
+    /// by larger ones; the widest gap can fall among the top centres when their z are spread.
+    AutoMedianFloor {
+        /// As in [`CentreRule::Auto`].
+        z_min: f64,
+        /// As in [`CentreRule::Auto`].
         merge: Option<f32>,
     },
     /// The `k` points of largest γ (no merge).
@@ -82,9 +104,17 @@ impl Decision {
 }
 
 impl CentreRule {
+    /// The saddle-merge ratio of the automatic rules.
+    pub(crate) fn merge(&self) -> Option<f32> {
+        match *self {
+            CentreRule::Auto { merge, .. } | CentreRule::AutoMedianFloor { merge, .. } => merge,
+            _ => None,
+        }
+    }
+
     pub(crate) fn validate(&self) -> Result<(), DpcError> {
         match *self {
-            CentreRule::Auto { z_min, merge } => {
+            CentreRule::Auto { z_min, merge } | CentreRule::AutoMedianFloor { z_min, merge } => {
                 if !z_min.is_finite() {
                     return Err(DpcError::Params(format!("z_min must be finite, got {z_min}")));
                 }
@@ -104,8 +134,16 @@ impl CentreRule {
     }
 
     /// Candidate centres (the densest point `order[0]` always among them), and how they were
-    /// chosen. `order` lists the points by decreasing density.
-    pub(crate) fn select(&self, rho: &[f32], delta: &[f32], gamma: &[f32], order: &[u32]) -> (Vec<usize>, Decision) {
+    /// chosen. `order` lists the points by decreasing density; `kth` is each point's distance to
+    /// its k-th nearest neighbour (the scale of the density).
+    pub(crate) fn select(
+        &self,
+        rho: &[f32],
+        delta: &[f32],
+        gamma: &[f32],
+        order: &[u32],
+        kth: &[f32],
+    ) -> (Vec<usize>, Decision) {
         let n = gamma.len();
         let top = order[0] as usize;
         let mut decision = Decision::default();
@@ -123,9 +161,13 @@ impl CentreRule {
             }
             CentreRule::Auto { z_min, .. } => {
                 decision.rule = "auto";
+                auto_candidates(gamma, |i| delta[i] > kth[i], top, z_min, AUTO_GAP, &mut decision)
+            }
+            CentreRule::AutoMedianFloor { z_min, .. } => {
+                decision.rule = "auto-median-floor";
                 let rho64: Vec<f64> = rho.iter().map(|&v| f64::from(v)).collect();
                 let floor = median(&rho64) as f32;
-                auto_candidates(gamma, |i| rho[i] >= floor, top, z_min, &mut decision)
+                auto_candidates(gamma, |i| rho[i] >= floor, top, z_min, 1.0, &mut decision)
             }
         };
         if !centres.contains(&top) {
@@ -133,7 +175,7 @@ impl CentreRule {
         }
         sort_centres(&mut centres, gamma, top);
         decision.candidates = centres.len();
-        if decision.rule != "auto" {
+        if !matches!(self, CentreRule::Auto { .. } | CentreRule::AutoMedianFloor { .. }) {
             decision.gamma_threshold = centres.iter().map(|&c| gamma[c]).fold(f32::INFINITY, f32::min);
         }
         (centres, decision)
@@ -151,6 +193,7 @@ fn auto_candidates(
     eligible: impl Fn(usize) -> bool,
     top: usize,
     z_min: f64,
+    gap_share: f64,
     decision: &mut Decision,
 ) -> Vec<usize> {
     // The densest point's δ is its largest distance by convention: it says nothing about the
@@ -177,19 +220,22 @@ fn auto_candidates(
         return Vec::new();
     }
     z.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-    let mut cut = 0usize;
-    let mut widest = f64::NEG_INFINITY;
-    for p in 0..z.len() {
-        if z[p].0 < z_min {
-            break;
-        }
-        let next = z.get(p + 1).map_or(f64::NEG_INFINITY, |v| v.0);
-        let gap = z[p].0 - next;
-        if gap > widest {
-            widest = gap;
-            cut = p + 1;
-        }
-    }
+    // Gaps between consecutive z among those at or above z_min (the last one down to the next
+    // candidate, or to −∞).
+    let gaps: Vec<f64> = z
+        .iter()
+        .enumerate()
+        .take_while(|(_, v)| v.0 >= z_min)
+        .map(|(p, v)| v.0 - z.get(p + 1).map_or(f64::NEG_INFINITY, |w| w.0))
+        .collect();
+    let widest = gaps.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    // The lowest gap at least `gap_share` of the widest; with share 1, the widest (the first
+    // of equal ones).
+    let cut = if gap_share >= 1.0 {
+        gaps.iter().position(|&g| g == widest).map_or(0, |p| p + 1)
+    } else {
+        gaps.iter().rposition(|&g| g >= gap_share * widest).map_or(0, |p| p + 1)
+    };
     let threshold_z = match cut {
         0 => z[0].0.max(z_min),
         c => match z.get(c) {

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-pub use centres::{AUTO_MERGE, AUTO_Z_MIN, CentreRule, Decision};
+pub use centres::{AUTO_GAP, AUTO_MERGE, AUTO_Z_MIN, CentreRule, Decision};
 pub use exact::Exact;
 pub use scaled::Scaled;
 
@@ -486,7 +486,10 @@ pub(crate) fn finish(
     let rho_max = rho[top].max(f32::MIN_POSITIVE);
     let delta_max = delta[top].max(f32::MIN_POSITIVE);
     let gamma: Vec<f32> = rho.iter().zip(&delta).map(|(&r, &d)| (r / rho_max) * (d / delta_max)).collect();
-    let (mut centre_points, mut decision) = params.centres.select(&rho, &delta, &gamma, &order);
+    // The scale of the density: each point's distance to its k-th neighbour.
+    let kth: Vec<f32> =
+        (0..n).map(|i| lists.row(i).1.get(k.saturating_sub(1)).copied().unwrap_or(f32::INFINITY)).collect();
+    let (mut centre_points, mut decision) = params.centres.select(&rho, &delta, &gamma, &order, &kth);
     let mut labels = vec![u32::MAX; n];
     for (c, &p) in centre_points.iter().enumerate() {
         labels[p] = c as u32;
@@ -500,7 +503,7 @@ pub(crate) fn finish(
             labels[i] = labels[j];
         }
     }
-    if let CentreRule::Auto { merge: Some(ratio), .. } = params.centres {
+    if let Some(ratio) = params.centres.merge() {
         centre_points = centres::merge_by_saddle(&centre_points, &mut labels, &rho, &lists, k, ratio);
         decision.merged = decision.candidates - centre_points.len();
     }

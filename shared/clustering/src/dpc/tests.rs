@@ -208,9 +208,80 @@ fn automatic_centres_lie_above_the_gamma_line() {
     assert_eq!(c.n_clusters(), 5);
     let line = c.decision.gamma_threshold;
     assert!(c.centres.iter().all(|&p| c.gamma[p] > line));
-    let others = (0..c.len()).filter(|i| !c.centres.contains(i)).filter(|&i| c.gamma[i] > line).count();
-    assert_eq!(others, c.decision.merged, "only merged candidates lie above the line");
+    // Candidates are local maxima (no denser point among the k nearest neighbours): the only
+    // ones above the line that are not centres were merged.
+    let all: Vec<usize> = (0..c.len()).collect();
+    let lists = exact_knn(&points, &all, c.k);
+    let local_max = |i: usize| c.delta[i] > *lists.row(i).1.last().unwrap() * (1.0 - 1e-5);
+    let others: Vec<(usize, f32, f32, f64)> = (0..c.len())
+        .filter(|i| !c.centres.contains(i))
+        .filter(|&i| c.gamma[i] >= line && local_max(i))
+        .map(|i| (i, c.delta[i], *lists.row(i).1.last().unwrap(), c.decision.z(c.gamma[i])))
+        .collect();
+    assert_eq!(
+        others.len(),
+        c.decision.merged,
+        "only merged candidates lie above the line: {others:?} {:?}",
+        c.decision
+    );
     assert!(c.decision.centre_z.iter().skip(1).all(|&z| z >= AUTO_Z_MIN));
+}
+
+/// Blobs of the given sizes (2-D, unit standard deviation) at jittered points of a grid with
+/// spacing `gap`, labels by blob.
+fn grid_blobs(sizes: &[usize], gap: f32, seed: u64) -> (Points, Vec<u32>) {
+    let mut rng = SplitMix64(seed);
+    let side = (sizes.len() as f64).sqrt().ceil() as usize;
+    let mut rows = Vec::new();
+    let mut truth = Vec::new();
+    for (c, &size) in sizes.iter().enumerate() {
+        let x = (c % side) as f32 * gap + (rng.uniform() as f32 - 0.5) * gap * 0.3;
+        let y = (c / side) as f32 * gap + (rng.uniform() as f32 - 0.5) * gap * 0.3;
+        for _ in 0..size {
+            rows.push([x + rng.normal() as f32, y + rng.normal() as f32]);
+            truth.push(c as u32);
+        }
+    }
+    (Points::from_rows(&rows).unwrap(), truth)
+}
+
+#[test]
+fn automatic_centres_find_many_clusters() {
+    // 20 and 50 well-separated clusters of 150 and 60 points (issue 16: the rule found 2 of 20).
+    for (clusters, per) in [(20, 150), (50, 60)] {
+        let (points, truth) = grid_blobs(&vec![per; clusters], 8.0, clusters as u64);
+        let c = Exact::default().cluster(&points).unwrap();
+        assert_eq!(c.n_clusters(), clusters, "{:?}", c.decision);
+        let ari = adjusted_rand_index(&truth, &c.labels);
+        assert!(ari > 0.99, "{clusters} clusters: ARI {ari}");
+    }
+}
+
+#[test]
+fn automatic_centres_find_small_clusters_beside_large_ones() {
+    // 8 clusters whose sizes fall from 400 to 80 points (1:5). The old rule's median-density
+    // floor drops the small clusters' centres: their kNN density is below the median point's.
+    let sizes: Vec<usize> = (0..8).map(|c| (400.0 * 5f64.powf(-(c as f64) / 7.0)).round() as usize).collect();
+    let (points, truth) = grid_blobs(&sizes, 10.0, 3);
+    let c = Exact::default().cluster(&points).unwrap();
+    assert_eq!(c.n_clusters(), 8, "{:?}", c.decision);
+    assert!(adjusted_rand_index(&truth, &c.labels) > 0.97);
+    let old = CentreRule::AutoMedianFloor { z_min: AUTO_Z_MIN, merge: Some(AUTO_MERGE) };
+    let o = Exact::new(Params { centres: old, ..Params::default() }).cluster(&points).unwrap();
+    assert!(o.n_clusters() < 8, "the old rule found {}", o.n_clusters());
+}
+
+#[test]
+fn automatic_centres_are_local_maxima() {
+    // No centre but the densest point has a denser point among its k nearest neighbours.
+    let (points, _) = grid_blobs(&[200, 120, 80, 40], 7.0, 8);
+    let c = Exact::default().cluster(&points).unwrap();
+    assert!(c.n_clusters() >= 2);
+    let lists = exact_knn(&points, &c.centres, c.k);
+    for (r, &p) in c.centres.iter().enumerate().skip(1) {
+        let kth = *lists.row(r).1.last().unwrap();
+        assert!(c.delta[p] > kth, "centre {p}: δ {} within its k-th neighbour {kth}", c.delta[p]);
+    }
 }
 
 #[test]
