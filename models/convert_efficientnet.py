@@ -387,20 +387,26 @@ def convert(src: str, dst: str) -> None:
 # ---------------------------------------------------------------- verification
 
 
+def centre_square(img, size: int = IMAGE_SIZE) -> np.ndarray:
+    """An RGB PIL image as the network's CHW input: shorter side to `size` (bilinear), centre
+    crop `size`, (x - 127) / 128, as the TF eval pipeline does with crop_padding; a plain resize
+    also works for whole-object catalogue photos."""
+    from PIL import Image
+
+    w, h = img.size
+    scale = size / min(w, h)
+    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+    img = img.resize((nw, nh), Image.BILINEAR)
+    left, top = (nw - size) // 2, (nh - size) // 2
+    img = img.crop((left, top, left + size, top + size))
+    x = (np.asarray(img, dtype=np.float32) - 127.0) / 128.0
+    return x.transpose(2, 0, 1)
+
+
 def preprocess(path: str) -> np.ndarray:
     from PIL import Image
 
-    img = Image.open(path).convert("RGB")
-    # resize shorter side to 224 (bilinear) then centre crop 224, as the TF eval pipeline
-    # does with crop_padding; a plain resize also works for whole-object catalogue photos.
-    w, h = img.size
-    scale = IMAGE_SIZE / min(w, h)
-    nw, nh = max(IMAGE_SIZE, round(w * scale)), max(IMAGE_SIZE, round(h * scale))
-    img = img.resize((nw, nh), Image.BILINEAR)
-    left, top = (nw - IMAGE_SIZE) // 2, (nh - IMAGE_SIZE) // 2
-    img = img.crop((left, top, left + IMAGE_SIZE, top + IMAGE_SIZE))
-    x = (np.asarray(img, dtype=np.float32) - 127.0) / 128.0
-    return x.transpose(2, 0, 1)[None]
+    return centre_square(Image.open(path).convert("RGB"))[None]
 
 
 def check(model_path: str, images: list[str], labels_path: str | None) -> None:

@@ -57,19 +57,19 @@ def main():
 
     f3 = lambda v: f"{v:.3f}"
     fi = lambda v: f"{v:.0f}"
-    for rl in (rule, other):
-        p(f"### Float descriptors, rule `{rl}` ({names[rl]}; and pair precision >= 0.99)\n")
-        table(r["grid"], "descriptor", f3, rl)
-        p("")
-    p("### Float descriptors at the threshold that reaches recall 0.9 on crop90, hflip and rot5: what it merges\n")
-    tradeoff(r["grid"], "descriptor", f3)
-    p("")
-    for rl in (rule, other):
-        p(f"### Binary codes (sign of the PCA projection), Hamming threshold, rule `{rl}`\n")
-        table(r["binary"], "code / bits", fi, rl)
-        p("")
-    p("### Binary codes at the threshold that reaches recall 0.9 on crop90, hflip and rot5\n")
-    tradeoff(r["binary"], "code / bits", fi)
+    kinds = (
+        ("grid", "descriptor", f3, "Float descriptors", f"; and pair precision >= 0.99", ": what it merges"),
+        ("binary", "code / bits", fi, "Binary codes (sign of the PCA projection), Hamming threshold", "", ""),
+    )
+    for n, (key, column, f, title, note, merges) in enumerate(kinds):
+        if n:
+            p("")
+        for rl in (rule, other):
+            p(f"### {title}, rule `{rl}`" + (f" ({names[rl]}{note})" if note else "") + "\n")
+            table(r[key], column, f, rl)
+            p("")
+        p(f"### {title.split(' (')[0].split(',')[0]} at the threshold that reaches recall 0.9 on crop90, hflip and rot5{merges}\n")
+        tradeoff(r[key], column, f)
 
     p(f"\n### Multi-index retrieval of the positives within the `{rule}` threshold (m blocks)\n")
     p("| code | bits | threshold | m | block bits | found by an exact block | found within 1 bit of a block | probes (radius 1) | mean candidates (exact blocks) |")

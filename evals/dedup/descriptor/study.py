@@ -56,7 +56,11 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps
 
-MODEL = "/root/.cache/sightline/models/embed/efficientnet-lite0.onnx"
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "models"))
+import convert_efficientnet  # noqa: E402
+
+MODELS = os.environ.get("SIGHTLINE_MODELS", os.path.expanduser("~/.cache/sightline/models"))
+MODEL = os.path.join(MODELS, "embed", "efficientnet-lite0.onnx")
 SIZES = (224, 128)
 POOLS = ("gap", "gem", "mac", "rmac")
 GRID_POOLS = ("gap", "gem", "rmac")  # MAC: computed and cached, left out of the grid for time
@@ -187,16 +191,10 @@ def trimmed(img):
 
 def tensor(img, size, fit="squash"):
     if fit == "squash":
-        im = img.resize((size, size), Image.BILINEAR)
-    else:  # centre: shorter side to size, centred square (embed's default fit)
-        w, h = img.size
-        s = size / min(w, h)
-        nw, nh = max(size, round(w * s)), max(size, round(h * s))
-        im = img.resize((nw, nh), Image.BILINEAR)
-        l, t = (nw - size) // 2, (nh - size) // 2
-        im = im.crop((l, t, l + size, t + size))
-    a = (np.asarray(im, dtype=np.float32) - 127.0) / 128.0
-    return a.transpose(2, 0, 1)
+        a = (np.asarray(img.resize((size, size), Image.BILINEAR), dtype=np.float32) - 127.0) / 128.0
+        return a.transpose(2, 0, 1)
+    # centre: shorter side to size, centred square (embed's default fit; the converter's check)
+    return convert_efficientnet.centre_square(img, size)
 
 
 def jpeg(img, q=90):
@@ -807,12 +805,20 @@ def open_rgb(path):
     return Image.open(path).convert("RGB")
 
 
+def parser(doc, per_product=None):
+    """The arguments every script of the study takes: --train, --seed (16), and --per-product
+    (originals per product) where the script samples originals."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--train", required=True, help="../shared/data/train: one folder per product")
+    if per_product is not None:
+        ap.add_argument("--per-product", type=int, default=per_product)
+    return ap
+
+
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--train", required=True)
+    ap = parser(__doc__, per_product=5)
     ap.add_argument("--neardup", required=True)
     ap.add_argument("--out", required=True)
-    ap.add_argument("--per-product", type=int, default=5)
     ap.add_argument("--seed", type=int, default=16)
     ap.add_argument("--threads", type=int, default=2, help="onnxruntime threads for the bulk passes (timings always use 1)")
     ap.add_argument("--skip-timing", action="store_true")
@@ -910,22 +916,10 @@ def main():
             res_h[T] = {"recall": rec, "hard_fp": int((hh <= T).sum()), "easy_fp": int((he <= T).sum()),
                         "precision": tp / max(1, tp + int((hh <= T).sum()) + int((he <= T).sum()))}
         results[label] = res_h
+        if label == "phash":
+            hh_plain = hh
     ham = ham_plain
-    pos_h = np.array([np.nan] * n_db + [ham[n_db + k, c_owner[k]] for k in range(len(copies))])
-    hp_pairs = []
-    for i in range(len(allq)):
-        same = prod == q_prod[i]
-        other = (np.arange(n_db) > q_owner[i]) if i < n_db else (np.arange(n_db) != q_owner[i])
-        hp_pairs.append((ham[i][same & other], ham[i][(~same) & other]))
-    hh = np.concatenate([a for a, _ in hp_pairs])
-    he = np.concatenate([b for _, b in hp_pairs])
-    phash_res = {}
-    for T in (4, 6, 8, 10):
-        rec = recall_by(pos_h[copy_mask], names_all[copy_mask], T, higher=False)
-        tp = int((pos_h[copy_mask] <= T).sum())
-        phash_res[T] = {"recall": rec, "hard_fp": int((hh <= T).sum()), "easy_fp": int((he <= T).sum()),
-                        "precision": tp / max(1, tp + int((hh <= T).sum()) + int((he <= T).sum()))}
-    results["phash"] = phash_res
+    hh = hh_plain
     results["phash_hard_min"] = int(hh.min())
     burst_db = ham[:n_db] <= 4
     np.fill_diagonal(burst_db, False)

@@ -8,7 +8,6 @@ stage sees a collection in name order; prints JSON (recall per transform, precis
 photos merged, verifications run).
 """
 
-import argparse
 import csv
 import json
 import os
@@ -24,12 +23,10 @@ import verify  # noqa: E402
 
 
 def main():
-    ap = argparse.ArgumentParser()
+    ap = study.parser(__doc__)
     ap.add_argument("--neardup", required=True)
-    ap.add_argument("--train", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--ncc", type=float, default=0.98)
-    ap.add_argument("--seed", type=int, default=16)
     ap.add_argument("--topk", type=int, default=0, help="candidates: the k most similar originals, whatever their cosine (0: cosine >= the threshold)")
     args = ap.parse_args()
     out = pathlib.Path(args.out)

@@ -8,7 +8,6 @@ different photos of one product, scores them (both directions, max), and scores 
 each transform, made exactly as study.py makes them (same seeds). Prints JSON.
 """
 
-import argparse
 import json
 import os
 import random
@@ -22,11 +21,8 @@ import verify  # noqa: E402
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--train", required=True)
+    ap = study.parser(__doc__, per_product=3)
     ap.add_argument("--cache", required=True)
-    ap.add_argument("--seed", type=int, default=16)
-    ap.add_argument("--per-product", type=int, default=3)
     ap.add_argument("--hard", type=int, default=120)
     ap.add_argument("--per", type=int, default=20)
     args = ap.parse_args()

@@ -7,7 +7,6 @@ Usage: python evals/dedup/descriptor/verify_train.py --train ../shared/data/trai
 (OUT: study.py's output folder.) Prints JSON.
 """
 
-import argparse
 import json
 import os
 import pathlib
@@ -22,12 +21,9 @@ import verify  # noqa: E402
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--train", required=True)
+    ap = study.parser(__doc__, per_product=3)
     ap.add_argument("--out", required=True)
     ap.add_argument("--ncc", type=float, default=0.98)
-    ap.add_argument("--seed", type=int, default=16)
-    ap.add_argument("--per-product", type=int, default=3)
     ap.add_argument("--per", type=int, default=30)
     args = ap.parse_args()
     out = pathlib.Path(args.out)
