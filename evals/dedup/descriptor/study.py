@@ -38,7 +38,7 @@ Seeded and reproducible (--seed, default 16). What it does:
 
 Writes OUT/results.json (report.py turns it into the tables of docs/dedup-descriptor.md) and
 caches the descriptors in OUT/cache (delete it to recompute). The pixel verification of the
-candidates is verify.py, measured by verify_probe.py, verify_train.py and verify_neardup.py.
+candidates is verify.py, measured by checks.py (probe, train, neardup).
 """
 
 import argparse
@@ -414,31 +414,6 @@ class PCAW:
 # ----------------------------------------------------------------------------- evaluation
 
 
-def pair_scores(Q, D, q_owner, q_prod, d_prod, n_orig):
-    """Similarity of every query to every database photo, split into positive (its own
-    original), hard negative (same product, other photo) and easy negatives. Q rows: first the
-    n_orig database photos themselves (q_owner = own index: only negatives, upper triangle),
-    then the copies."""
-    S = Q @ D.T
-    nd = D.shape[0]
-    idx = np.arange(nd)
-    pos = np.full(len(Q), np.nan, np.float32)
-    hard, easy_max, easy_all = [], [], []
-    for i in range(len(Q)):
-        row = S[i]
-        same = d_prod == q_prod[i]
-        own = q_owner[i]
-        if i < n_orig:  # original vs other originals: count each pair once
-            mask_other = idx > own
-        else:
-            pos[i] = row[own]
-            mask_other = idx != own
-        hard.append(row[same & mask_other])
-        e = row[(~same) & mask_other]
-        easy_all.append(e)
-    return pos, hard, easy_all
-
-
 def choose_threshold(pos, hard, easy, higher_is_similar=True, target_precision=0.99):
     """Smallest threshold (largest for distances) with zero hard negatives accepted and pair
     precision >= target; returns (threshold, tp, fp_hard, fp_easy)."""
@@ -700,6 +675,46 @@ def eval_neardup(args, ex, raw_train, cached, chosen, log):
 _THRESHOLDS = {}
 
 
+def assign(order, H, second=None):
+    """The stage's decisions, file by file in `order`: a file joins the nearest original by the
+    flip-aware hash within 4, else the original `second(i, originals)` names (a pair (original,
+    how), or None), else it becomes an original. Returns root (file -> its original, itself for
+    an original) and how (copy -> "hash" or what `second` said)."""
+    root, how, originals = {}, {}, []
+    for i in order:
+        of = None
+        if originals:
+            hs = H[i, originals]
+            j = int(np.argmin(hs))
+            if hs[j] <= 4:
+                of, how[i] = originals[j], "hash"
+            elif second is not None:
+                found = second(i, originals)
+                if found is not None:
+                    of, how[i] = found
+        if of is None:
+            originals.append(i)
+        root[i] = i if of is None else of
+    return root, how
+
+
+def grouping_scores(root, group, trans):
+    """Of an assignment: recall per transform (the copy ends with its original), the files
+    called copies, those of them put with another photo's group, and the distinct photos merged
+    (a copy, or the original of a copy)."""
+    n = len(group)
+    dup = [i for i in range(n) if root[i] != i]
+    o_of = {group[i]: i for i in range(n) if trans[i] == "orig"}
+    rec = {}
+    for t in sorted(set(trans) - {"orig", "distinct"}):
+        idx = [i for i in range(n) if trans[i] == t]
+        rec[t] = float(np.mean([root[i] == root[o_of[group[i]]] for i in idx]))
+    wrong = [i for i in dup if group[root[i]] != group[i]]
+    distinct = [i for i in range(n) if trans[i] == "distinct"]
+    merged = [i for i in distinct if root[i] != i or any(root[j] == i and j != i for j in range(n))]
+    return rec, dup, wrong, merged
+
+
 def simulate(H, S, thr, group, trans, files, seed):
     """The stage's decision in order: nearest original by phash within 4, else the most similar
     original by the descriptor at or above thr, else a new original. Originals first, then 5
@@ -712,40 +727,18 @@ def simulate(H, S, thr, group, trans, files, seed):
         o = list(range(n))
         random.Random(seed + 100 + k).shuffle(o)
         orders.append((f"random {k}", o))
+
+    def by_descriptor(i, originals):
+        ss = S[i, originals]
+        j = int(np.argmax(ss))
+        return (originals[j], "descriptor") if ss[j] >= thr else None
+
     out = {}
     for name, order in orders:
-        root = {}
-        originals = []
-        for i in order:
-            of = None
-            if originals:
-                hs = H[i, originals]
-                j = int(np.argmin(hs))
-                if hs[j] <= 4:
-                    of = originals[j]
-                elif S is not None:
-                    ss = S[i, originals]
-                    j = int(np.argmax(ss))
-                    if ss[j] >= thr:
-                        of = originals[j]
-            if of is None:
-                originals.append(i)
-                root[i] = i
-            else:
-                root[i] = of
-        dup = [i for i in range(n) if root[i] != i]
-        correct = sum(group[root[i]] == group[i] for i in dup)
-        rec = {}
-        for t in sorted(set(trans)):
-            if t in ("orig", "distinct"):
-                continue
-            idx = [i for i in range(n) if trans[i] == t]
-            o_of = {group[i]: i for i in range(n) if trans[i] == "orig"}
-            rec[t] = float(np.mean([root[i] == root[o_of[group[i]]] for i in idx]))
-        distinct = [i for i in range(n) if trans[i] == "distinct"]
-        merged = sum(1 for i in distinct if root[i] != i or any(root[j] == i and j != i for j in range(n)))
-        out[name] = {"recall": rec, "precision": correct / max(1, len(dup)), "duplicates": len(dup),
-                     "distinct_merged": merged}
+        root, _ = assign(order, H, None if S is None else by_descriptor)
+        rec, dup, wrong, merged = grouping_scores(root, group, trans)
+        out[name] = {"recall": rec, "precision": (len(dup) - len(wrong)) / max(1, len(dup)), "duplicates": len(dup),
+                     "distinct_merged": len(merged)}
     return out
 
 
@@ -805,11 +798,14 @@ def open_rgb(path):
     return Image.open(path).convert("RGB")
 
 
-def parser(doc, per_product=None):
-    """The arguments every script of the study takes: --train, --seed (16), and --per-product
-    (originals per product) where the script samples originals."""
-    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parser(doc, per_product=None, ap=None):
+    """The arguments every command of the study takes: --train, --seed (16), and --per-product
+    (originals per product) where it samples originals; on `ap` (a subcommand's parser) or a new
+    parser described by `doc`."""
+    if ap is None:
+        ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--train", required=True, help="../shared/data/train: one folder per product")
+    ap.add_argument("--seed", type=int, default=16)
     if per_product is not None:
         ap.add_argument("--per-product", type=int, default=per_product)
     return ap
@@ -819,7 +815,6 @@ def main():
     ap = parser(__doc__, per_product=5)
     ap.add_argument("--neardup", required=True)
     ap.add_argument("--out", required=True)
-    ap.add_argument("--seed", type=int, default=16)
     ap.add_argument("--threads", type=int, default=2, help="onnxruntime threads for the bulk passes (timings always use 1)")
     ap.add_argument("--skip-timing", action="store_true")
     ap.add_argument("--rule", choices=("strict", "excl"), default="excl",
