@@ -92,15 +92,9 @@ pub fn generate(m: &Mixture) -> (Points, Vec<u32>) {
         }
     }
     let mut sizes = m.sizes();
-    for i in (1..sizes.len()).rev() {
-        let j = (rng.next_u64() % (i as u64 + 1)) as usize;
-        sizes.swap(i, j);
-    }
+    rng.shuffle(&mut sizes);
     let mut labels: Vec<u32> = sizes.iter().enumerate().flat_map(|(c, &s)| std::iter::repeat_n(c as u32, s)).collect();
-    for i in (1..labels.len()).rev() {
-        let j = (rng.next_u64() % (i as u64 + 1)) as usize;
-        labels.swap(i, j);
-    }
+    rng.shuffle(&mut labels);
     let mut data = Vec::with_capacity(labels.len() * dim);
     for &l in &labels {
         for &c in &centres[l as usize] {

@@ -84,10 +84,7 @@ pub fn generate(b: &Blobs) -> (Points, Vec<Option<u32>>) {
     }
     labels.resize(b.n, None);
     // Shuffle so that row order carries no information.
-    for i in (1..labels.len()).rev() {
-        let j = (rng.next_u64() % (i as u64 + 1)) as usize;
-        labels.swap(i, j);
-    }
+    rng.shuffle(&mut labels);
     const CHUNK: usize = 4096;
     let mut data = vec![0f32; b.n * dim];
     data.par_chunks_mut(CHUNK * dim).enumerate().for_each(|(ci, chunk)| {

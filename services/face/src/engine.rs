@@ -188,7 +188,8 @@ pub fn read_age_weights(path: &Path) -> Result<Vec<f32>, FaceError> {
     Ok(weights)
 }
 
-fn first_row(out: &ArrayD<f32>) -> Vec<f32> {
+/// Every value of a model output, row after row (a batch of `n` rows gives `n` rows' values).
+fn values(out: &ArrayD<f32>) -> Vec<f32> {
     out.iter().copied().collect()
 }
 
@@ -265,7 +266,7 @@ impl FaceEngine {
         let small = resize_rgb(&crop, 64, 64, Filter::Bilinear).map_err(|e| FaceError::Geometry(e.to_string()))?;
         let input = gray_to_tensor(&to_gray(&small), &Normalize::uniform(1.0, 0.0, 256.0));
         let out = self.landmark.run_blocking(vec![("input".into(), input.into_dyn())])?;
-        let v = first_row(out.get("output").ok_or_else(|| FaceError::Output("face-landmark: no output".into()))?);
+        let v = values(out.get("output").ok_or_else(|| FaceError::Output("face-landmark: no output".into()))?);
         if v.len() < 136 {
             return Err(FaceError::Output(format!("face-landmark: {} values, expected 136", v.len())));
         }
@@ -278,7 +279,7 @@ impl FaceEngine {
         let chip = self.arcface_chip(img, five)?;
         let input = to_tensor(&chip, Layout::Nchw, ChannelOrder::Rgb, &Normalize::MINUS_127_DIV_128);
         let out = self.embed.run_blocking(vec![("input".into(), input.into_dyn())])?;
-        let mut v = first_row(out.get("output").ok_or_else(|| FaceError::Output("face-embed: no output".into()))?);
+        let mut v = values(out.get("output").ok_or_else(|| FaceError::Output("face-embed: no output".into()))?);
         l2_normalise(&mut v);
         Ok(v)
     }
@@ -362,7 +363,7 @@ impl FaceEngine {
         };
         let (input, n) = tensor(age_chip)?;
         let out = self.age.run_blocking(vec![("images".into(), input.into_dyn())])?;
-        let p = first_row(out.get("probabilities").ok_or_else(|| FaceError::Output("age: no output".into()))?);
+        let p = values(out.get("probabilities").ok_or_else(|| FaceError::Output("age: no output".into()))?);
         let bins = self.age_weights.len();
         if p.len() != n * bins {
             return Err(FaceError::Output(format!("age: {} values, expected {}", p.len(), n * bins)));
@@ -372,7 +373,7 @@ impl FaceEngine {
         let age = age.sum::<f32>() / n as f32;
         let (input, n) = tensor(gender_chip)?;
         let out = self.gender.run_blocking(vec![("images".into(), input.into_dyn())])?;
-        let g = first_row(out.get("probabilities").ok_or_else(|| FaceError::Output("gender: no output".into()))?);
+        let g = values(out.get("probabilities").ok_or_else(|| FaceError::Output("gender: no output".into()))?);
         if g.len() != 2 * n {
             return Err(FaceError::Output(format!("gender: {} values, expected {}", g.len(), 2 * n)));
         }

@@ -626,6 +626,14 @@ impl SplitMix64 {
         let u2 = self.uniform();
         (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
     }
+
+    /// Shuffles `v` in place (Fisher-Yates, one draw per position from the end).
+    pub fn shuffle<T>(&mut self, v: &mut [T]) {
+        for i in (1..v.len()).rev() {
+            let j = (self.next_u64() % (i as u64 + 1)) as usize;
+            v.swap(i, j);
+        }
+    }
 }
 
 pub(crate) fn validate_input(points: &Points, params: &Params) -> Result<(), DpcError> {
