@@ -17,5 +17,6 @@ async fn main() -> anyhow::Result<()> {
         Some(d) => d.parse()?,
         None => sightline_dedup::DEFAULT_MAX_DISTANCE,
     };
-    dedup::run(&PathBuf::from(dir), &PathBuf::from(out), max_distance, json).await
+    let config = sightline_dedup::DedupConfig { max_distance, ..Default::default() };
+    dedup::run(&PathBuf::from(dir), &PathBuf::from(out), config, json).await
 }

@@ -5,6 +5,7 @@
 //!   landmark error), for the `face_eval` example.
 //! - [`synth`]: synthetic embeddings-like point sets, for the `dpc_bench` example.
 //! - [`mixture`]: seeded Gaussian mixtures with known labels, for the `dpc_sweep` example.
+//! - [`transforms`]: seeded transformed copies of photos, for `dedup_eval --train`.
 //! - [`read_csv`]: the simple CSV files of the data sets.
 //!
 //! The scripts beside the programs (`dedup/`, `ocr/`, `cluster/`, `face/`, `detect/`) are the
@@ -13,6 +14,7 @@
 pub mod face;
 pub mod mixture;
 pub mod synth;
+pub mod transforms;
 
 use std::path::Path;
 

@@ -34,6 +34,7 @@ fn write_copies(dir: &Path) -> BTreeMap<String, usize> {
         img.write_to(&mut Cursor::new(&mut png), ImageFormat::Png).expect("png");
         let half = img.resize_exact(img.width() / 2, img.height() / 2, image::imageops::FilterType::Triangle);
         let brighter = DynamicImage::ImageRgb8(image::imageops::colorops::brighten(&img.to_rgb8(), 25));
+        let mirrored = DynamicImage::ImageRgb8(image::imageops::flip_horizontal(&img.to_rgb8()));
         let copies = [
             ("a-orig.jpg", bytes.clone()),
             ("b-bytes.jpg", bytes.clone()),
@@ -42,6 +43,8 @@ fn write_copies(dir: &Path) -> BTreeMap<String, usize> {
             ("e-q40.jpg", jpeg(&img, 40)),
             ("f-half.jpg", jpeg(&half, 90)),
             ("g-brighter.jpg", jpeg(&brighter, 90)),
+            // Found by the Redis index's lookup of the mirror hash.
+            ("h-mirrored.jpg", jpeg(&mirrored, 90)),
         ];
         for (name, data) in copies {
             let file = format!("p{p}-{name}");

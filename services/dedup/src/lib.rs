@@ -11,7 +11,9 @@
 //!    losslessly, or with its metadata stripped);
 //! 5. **near**: [`Coord::claim_near`] on the perceptual hash, a linearizable fuzzy claim on a
 //!    multi-index-hashing index: the nearest original within the distance, or this image
-//!    becomes one. Only originals enter the index.
+//!    becomes one. Only originals enter the index. The lookup also tries the hash of the
+//!    image's mirror ([`Fingerprint::mirror`], from the same DCT), so a horizontally flipped
+//!    copy is found (kind `mirror`) at no extra decode or index entry.
 //!
 //! A loser of an exact claim follows the winner's decision, so `of` always names the group's
 //! original (the root), never another copy. Duplicates leave the route with
@@ -24,6 +26,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use sightline_coord::NearKey;
 use sightline_coord::near::MAX_NEAR_DISTANCE;
 use sightline_imaging::Limits;
 use sightline_imaging::phash::{Fingerprint, fingerprint};
@@ -73,6 +76,10 @@ pub struct DedupArgs {
     /// Largest pixel count accepted (decompression-bomb guard).
     #[arg(long, env = "DEDUP_MAX_PIXELS", default_value_t = 64_000_000)]
     pub max_pixels: u64,
+    /// Also look each image up by its mirror image's hash, so horizontally flipped copies are
+    /// duplicates (`false`: only unflipped copies are).
+    #[arg(long, env = "DEDUP_MIRROR", default_value_t = true, action = clap::ArgAction::Set)]
+    pub mirror: bool,
 }
 
 impl Default for DedupArgs {
@@ -83,6 +90,7 @@ impl Default for DedupArgs {
             retention_days: 30,
             max_bytes: 50 * 1024 * 1024,
             max_pixels: 64_000_000,
+            mirror: true,
         }
     }
 }
@@ -100,6 +108,8 @@ pub struct DedupConfig {
     pub limits: Limits,
     /// How long a copy waits for its original's decision before retrying later.
     pub follow_wait: Duration,
+    /// Whether mirrored copies are duplicates (the index is also looked up by the mirror hash).
+    pub mirror: bool,
 }
 
 impl From<DedupArgs> for DedupConfig {
@@ -110,6 +120,7 @@ impl From<DedupArgs> for DedupConfig {
             retention: Duration::from_secs(a.retention_days.max(1) * 24 * 3600),
             limits: Limits { max_bytes: a.max_bytes, max_pixels: a.max_pixels, ..Limits::default() },
             follow_wait: Duration::from_secs(3),
+            mirror: a.mirror,
         }
     }
 }
@@ -172,9 +183,10 @@ pub enum Decision {
         of_item: u64,
         /// The original's job.
         of_job: Uuid,
-        /// Exact or near.
+        /// Exact, near or mirror.
         kind: Kind,
-        /// Hamming distance between the perceptual hashes (0 for exact duplicates).
+        /// Hamming distance between the perceptual hashes (the copy's mirror hash for a
+        /// mirror; 0 for exact duplicates).
         distance: u32,
         /// What matched.
         evidence: Evidence,
@@ -217,6 +229,9 @@ impl Decision {
             Decision::Duplicate { of, of_item, kind: Kind::Exact, evidence, .. } => {
                 let what = if *evidence == Evidence::Bytes { "same bytes" } else { "same pixels" };
                 Some(format!("exact duplicate ({what}) of item {of_item} {of:?}"))
+            }
+            Decision::Duplicate { of, of_item, distance, kind: Kind::Mirror, .. } => {
+                Some(format!("mirror image of item {of_item} {of:?} (distance {distance})"))
             }
             Decision::Duplicate { of, of_item, distance, .. } => {
                 Some(format!("near duplicate of item {of_item} {of:?} (distance {distance})"))
@@ -327,8 +342,8 @@ impl Dedup {
 
         let entry = ItemRef { sha: prefix16(&task.sha256), px: prefix16(&fp.pixel_sha256), ..me.clone() };
         let index = format!("dedup:{scope}");
-        let hit =
-            ctx.coord.claim_near(&index, fp.phash, &me.id(), &to_json(&entry)?, self.config.max_distance, ttl).await?;
+        let key = NearKey { hash: fp.phash, alternate: self.config.mirror.then_some(fp.mirror) };
+        let hit = ctx.coord.claim_near(&index, key, &me.id(), &to_json(&entry)?, self.config.max_distance, ttl).await?;
         let decision = match hit {
             None => Decision::Unique { phash },
             Some(m) => {
@@ -346,7 +361,11 @@ impl Dedup {
                     of: original.name,
                     of_item: original.item,
                     of_job: original.job,
-                    kind: if evidence == Evidence::Phash { Kind::Near } else { Kind::Exact },
+                    kind: match evidence {
+                        Evidence::Phash if m.alternate => Kind::Mirror,
+                        Evidence::Phash => Kind::Near,
+                        Evidence::Bytes | Evidence::Pixels => Kind::Exact,
+                    },
                     distance: m.distance,
                     evidence,
                     phash,
@@ -469,6 +488,7 @@ pub fn tally<'a>(decisions: impl IntoIterator<Item = &'a Decision>) -> BTreeMap<
             Decision::Unique { .. } => "unique",
             Decision::Duplicate { kind: Kind::Exact, .. } => "exact",
             Decision::Duplicate { kind: Kind::Near, .. } => "near",
+            Decision::Duplicate { kind: Kind::Mirror, .. } => "mirror",
         };
         *out.entry(k).or_insert(0) += 1;
     }

@@ -49,9 +49,26 @@ async fn copies_are_exact_or_near_and_point_at_the_original() {
         assert_eq!((o.as_str(), kind), ("orig", Kind::Near), "{name}");
         assert!(distance <= sightline_dedup::DEFAULT_MAX_DISTANCE, "{name}: {distance}");
     }
+    // A horizontally flipped copy is found by its mirror hash.
+    let (o, kind, distance, evidence) = of(&decisions["mirrored"]);
+    assert_eq!((o.as_str(), kind, evidence), ("orig", Kind::Mirror, Evidence::Phash));
+    assert!(distance <= sightline_dedup::DEFAULT_MAX_DISTANCE, "mirrored: {distance}");
     // Another picture is unique.
     let other = task(ctx, job, 99, "melons", "other", sample_photo("Honeydew-Melon/img007.jpg")).await;
     assert!(matches!(dedup.decide(ctx, &other).await.expect("decide"), Decision::Unique { .. }));
+}
+
+#[tokio::test]
+async fn without_the_mirror_lookup_a_flipped_copy_is_another_picture() {
+    let env = StageEnv::new();
+    let ctx = &env.ctx;
+    let tasks = copy_tasks(ctx, "melons", "Honeydew-Melon/img006.jpg").await;
+    let dedup = Dedup::new(DedupConfig { mirror: false, ..DedupConfig::default() }).expect("config");
+    for t in &tasks {
+        let decision = dedup.decide(ctx, t).await.expect("decide");
+        let unique = matches!(decision, Decision::Unique { .. });
+        assert_eq!(unique, ["orig", "mirrored"].contains(&t.name.as_str()), "{}: {decision:?}", t.name);
+    }
 }
 
 #[tokio::test]

@@ -67,6 +67,10 @@ enum Command {
         /// Largest Hamming distance between 64-bit perceptual hashes called a near duplicate.
         #[arg(long, env = "DEDUP_MAX_DISTANCE", default_value_t = sightline_dedup::DEFAULT_MAX_DISTANCE)]
         max_distance: u32,
+        /// Do not look images up by their mirror image's hash (horizontally flipped copies are
+        /// then not duplicates; with it they are, kind `mirror`).
+        #[arg(long)]
+        no_mirror: bool,
         /// Print the summary and the groups as JSON.
         #[arg(long)]
         json: bool,
@@ -211,7 +215,10 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Annotate { collections, out, json } => {
             embedded::run_embedded(&collections, &out, "annotate", jobs::default_route("annotate")?, json).await
         }
-        Command::Dedup { dir, out, max_distance, json } => dedup::run(&dir, &out, max_distance, json).await.map(|()| 0),
+        Command::Dedup { dir, out, max_distance, no_mirror, json } => {
+            let config = sightline_dedup::DedupConfig { max_distance, mirror: !no_mirror, ..Default::default() };
+            dedup::run(&dir, &out, config, json).await.map(|()| 0)
+        }
         Command::Submit {
             positional,
             collections,

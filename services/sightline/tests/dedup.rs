@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use sightline::embedded::dedup::run_folder;
+use sightline::embedded::dedup::{DUPLICATE_KINDS, run_folder};
 use sightline_dedup::DedupConfig;
 use sightline_test_support::sample;
 
@@ -30,7 +30,7 @@ async fn the_sample_folder_finds_its_reposts_and_nothing_else() {
         assert_eq!(rows[dup.as_str()].group, rows[original.as_str()].group, "{dup} should be with {original}");
     }
     let flagged: BTreeSet<&str> =
-        report.rows.iter().filter(|r| r.kind == "exact" || r.kind == "near").map(|r| r.file.as_str()).collect();
+        report.rows.iter().filter(|r| DUPLICATE_KINDS.contains(&r.kind.as_str())).map(|r| r.file.as_str()).collect();
     assert_eq!(flagged.len(), expected_dups.len(), "only the reposts are duplicates: {flagged:?}");
     // dup0 is byte-identical to its original: exact, distance 0, whoever won.
     for coll in ["Alpro-Shelf-Soy-Milk", "Honeydew-Melon", "Tropicana-Apple-Juice"] {

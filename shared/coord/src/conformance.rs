@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::{Coord, FINAL_SCOPE, NearMatch};
+use crate::{Coord, FINAL_SCOPE, NearKey, NearMatch};
 
 /// Idempotency markers are set, read and expire.
 pub async fn done_markers(c: Arc<dyn Coord>, ns: &str) {
@@ -140,30 +140,61 @@ const TTL: Duration = Duration::from_secs(60);
 pub async fn near_claims(c: Arc<dyn Coord>, ns: &str) {
     let index = format!("{ns}-near");
     let base = 0x0123_4567_89ab_cdef_u64;
-    assert_eq!(c.claim_near(&index, base, "a", "va", 4, TTL).await.expect("near"), None, "empty index: inserted");
-    assert_eq!(c.claim_near(&index, base, "a", "va", 4, TTL).await.expect("near"), None, "the winner again");
+    assert_eq!(
+        c.claim_near(&index, base.into(), "a", "va", 4, TTL).await.expect("near"),
+        None,
+        "empty index: inserted"
+    );
+    assert_eq!(c.claim_near(&index, base.into(), "a", "va", 4, TTL).await.expect("near"), None, "the winner again");
     // One flipped bit in each band: distance 4, no band equal to the base's.
     let spread = base ^ 0x0001_0002_0004_0008;
     assert_eq!(
-        c.claim_near(&index, spread, "b", "vb", 4, TTL).await.expect("near"),
-        Some(NearMatch { value: "va".into(), hash: base, distance: 4 })
+        c.claim_near(&index, spread.into(), "b", "vb", 4, TTL).await.expect("near"),
+        Some(NearMatch { value: "va".into(), hash: base, distance: 4, alternate: false })
     );
-    assert_eq!(c.claim_near(&index, spread, "b", "vb", 3, TTL).await.expect("near"), None, "beyond 3 bits: inserted");
+    assert_eq!(
+        c.claim_near(&index, spread.into(), "b", "vb", 3, TTL).await.expect("near"),
+        None,
+        "beyond 3 bits: inserted"
+    );
     // Now both are entries; a hash one bit from `spread` and five from `base` picks `spread`.
     let near_b = spread ^ 0x0100_0000_0000_0000;
-    let hit = c.claim_near(&index, near_b, "c", "vc", 7, TTL).await.expect("near").expect("a match");
+    let hit = c.claim_near(&index, near_b.into(), "c", "vc", 7, TTL).await.expect("near").expect("a match");
     assert_eq!((hit.value.as_str(), hit.distance), ("vb", 1), "the nearest wins");
     // Equidistant (2 bits from each): the earlier entry wins.
     let between = base ^ 0x0001_0002_0000_0000;
-    let hit = c.claim_near(&index, between, "d", "vd", 4, TTL).await.expect("near").expect("a match");
+    let hit = c.claim_near(&index, between.into(), "d", "vd", 4, TTL).await.expect("near").expect("a match");
     assert_eq!((hit.value.as_str(), hit.distance), ("va", 2), "ties go to the earliest");
     // Far away: inserted; another index is independent.
-    assert_eq!(c.claim_near(&index, !base, "e", "ve", 11, TTL).await.expect("near"), None);
-    assert_eq!(c.claim_near(&format!("{index}-other"), base, "f", "vf", 4, TTL).await.expect("near"), None);
+    assert_eq!(c.claim_near(&index, (!base).into(), "e", "ve", 11, TTL).await.expect("near"), None);
+    assert_eq!(c.claim_near(&format!("{index}-other"), base.into(), "f", "vf", 4, TTL).await.expect("near"), None);
     // Radius 2 per band (distance up to 11): two bits off in every band, distance 8.
     let two_each = base ^ 0x0003_0003_0003_0003;
-    let hit = c.claim_near(&index, two_each, "g", "vg", 11, TTL).await.expect("near").expect("a match");
+    let hit = c.claim_near(&index, two_each.into(), "g", "vg", 11, TTL).await.expect("near").expect("a match");
     assert_eq!((hit.value.as_str(), hit.distance), ("va", 8));
+}
+
+/// An alternate hash is looked up but never inserted: an entry near it matches (and says so),
+/// the nearer of the two lookups wins, and an insert files only the main hash.
+pub async fn near_claims_alternate(c: Arc<dyn Coord>, ns: &str) {
+    let index = format!("{ns}-alternate");
+    let (a, b) = (0x0f0f_0f0f_0f0f_0f0f_u64, 0xf0f0_f0f0_f0f0_f0f0_u64);
+    let both = |hash, alternate| NearKey { hash, alternate: Some(alternate) };
+    assert_eq!(c.claim_near(&index, a.into(), "a", "va", 4, TTL).await.expect("near"), None);
+    let hit =
+        c.claim_near(&index, both(b, a ^ 0b11), "x", "vx", 4, TTL).await.expect("near").expect("via the alternate");
+    assert_eq!(hit, NearMatch { value: "va".into(), hash: a, distance: 2, alternate: true });
+    // Nothing near either: the main hash is filed, the alternate is not.
+    let other = 0x1234_5678_9abc_def0_u64;
+    assert_eq!(c.claim_near(&index, both(b ^ 1, other), "y", "vy", 4, TTL).await.expect("near"), None, "inserted");
+    assert_eq!(
+        c.claim_near(&index, b.into(), "z", "vz", 4, TTL).await.expect("near"),
+        Some(NearMatch { value: "vy".into(), hash: b ^ 1, distance: 1, alternate: false })
+    );
+    assert_eq!(c.claim_near(&index, other.into(), "u", "vu", 4, TTL).await.expect("near"), None, "alternate not filed");
+    // The main hash 1 bit from `b ^ 1`, the alternate 0 bits from `a`: the alternate is nearer.
+    let hit = c.claim_near(&index, both(b, a), "w", "vw", 4, TTL).await.expect("near").expect("a match");
+    assert_eq!((hit.value.as_str(), hit.distance, hit.alternate), ("va", 0, true));
 }
 
 /// Racing near-identical hashes: exactly one gets in, and every other caller is told about it.
@@ -177,7 +208,7 @@ pub async fn near_claims_race(c: Arc<dyn Coord>, ns: &str) {
             let hash = base ^ (1u64 << (i * 2 % 64));
             tokio::spawn(async move {
                 let id = format!("i{i}");
-                (id.clone(), c.claim_near(&index, hash, &id, &id, 4, TTL).await.expect("near"))
+                (id.clone(), c.claim_near(&index, hash.into(), &id, &id, 4, TTL).await.expect("near"))
             })
         })
         .collect();

@@ -101,8 +101,28 @@ pub struct NearMatch {
     pub value: String,
     /// The entry's hash.
     pub hash: u64,
-    /// Hamming distance between the entry's hash and the one asked about.
+    /// Hamming distance between the entry's hash and the one asked about (the alternate, when
+    /// `alternate`).
     pub distance: u32,
+    /// Whether the entry was found through the key's alternate hash.
+    pub alternate: bool,
+}
+
+/// What [`Coord::claim_near`] looks up: a hash, which is inserted when nothing is near, and
+/// optionally an alternate hash that is only looked up (the hash of the same picture seen
+/// another way, e.g. mirrored: an entry near either is a match).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NearKey {
+    /// The hash looked up and inserted.
+    pub hash: u64,
+    /// Another hash looked up, never inserted.
+    pub alternate: Option<u64>,
+}
+
+impl From<u64> for NearKey {
+    fn from(hash: u64) -> Self {
+        Self { hash, alternate: None }
+    }
 }
 
 /// Coordination as the runner and the stages use it.
@@ -141,17 +161,17 @@ pub trait Coord: Send + Sync {
     /// The value a [`Coord::claim`] on `key` set, if it has not expired; sets nothing.
     async fn claimed(&self, key: &str) -> Result<Option<String>, CoordError>;
     /// A fuzzy [`Coord::claim`] on a near-duplicate index of 64-bit hashes, atomic across
-    /// callers: finds the entry of `index` nearest to `hash` by Hamming distance (ties go to
-    /// the earliest inserted) within `max_distance` (at most [`near::MAX_NEAR_DISTANCE`]).
-    /// If there is one, returns it and inserts nothing; if not, inserts `hash` with `id` and
-    /// `value` and returns `None`. If `id` was inserted before, returns `None` at once (a
+    /// callers: finds the entry of `index` nearest to `key.hash` or to `key.alternate` by
+    /// Hamming distance (the smaller of the two; ties go to the earliest inserted) within
+    /// `max_distance` (at most [`near::MAX_NEAR_DISTANCE`]). If there is one, returns it and
+    /// inserts nothing; if not, inserts `key.hash` with `id` and `value` and returns `None`. If `id` was inserted before, returns `None` at once (a
     /// repeated call by the winner). So every entry is farther than `max_distance` from every
     /// entry inserted before it, and of two racing near-identical hashes exactly one is
     /// inserted. The index is forgotten `ttl` after its last insert.
     async fn claim_near(
         &self,
         index: &str,
-        hash: u64,
+        key: NearKey,
         id: &str,
         value: &str,
         max_distance: u32,

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use parking_lot::Mutex;
 
 use crate::near::{self, BANDS};
-use crate::{Coord, CoordError, FINAL_SCOPE, JobStatus, NearMatch, Tally};
+use crate::{Coord, CoordError, FINAL_SCOPE, JobStatus, NearKey, NearMatch, Tally};
 
 #[derive(Default)]
 struct Job {
@@ -152,7 +152,7 @@ impl Coord for MemoryCoord {
     async fn claim_near(
         &self,
         index: &str,
-        hash: u64,
+        key: NearKey,
         id: &str,
         value: &str,
         max_distance: u32,
@@ -168,19 +168,23 @@ impl Coord for MemoryCoord {
         if idx.ids.contains_key(id) {
             return Ok(None);
         }
-        // (distance, insertion order) of the best candidate.
-        let mut best: Option<(u32, usize)> = None;
-        for probe in near::probes(hash, max_distance) {
+        let hash = key.hash;
+        // (distance, insertion order) of the best candidate, and whether through the alternate.
+        let mut best: Option<(u32, usize, bool)> = None;
+        let lookups = std::iter::once(hash).chain(key.alternate);
+        for probe in lookups.flat_map(|h| near::probes(h, max_distance)) {
             for &i in idx.buckets.get(&probe).map(Vec::as_slice).unwrap_or(&[]) {
-                let d = (idx.entries[i].0 ^ hash).count_ones();
-                if d <= max_distance && best.is_none_or(|b| (d, i) < b) {
-                    best = Some((d, i));
+                let own = (idx.entries[i].0 ^ hash).count_ones();
+                let alt = key.alternate.map_or(u32::MAX, |a| (idx.entries[i].0 ^ a).count_ones());
+                let d = own.min(alt);
+                if d <= max_distance && best.is_none_or(|(bd, bi, _)| (d, i) < (bd, bi)) {
+                    best = Some((d, i, alt < own));
                 }
             }
         }
-        if let Some((distance, i)) = best {
+        if let Some((distance, i, alternate)) = best {
             let (hash, value) = idx.entries[i].clone();
-            return Ok(Some(NearMatch { value, hash, distance }));
+            return Ok(Some(NearMatch { value, hash, distance, alternate }));
         }
         let i = idx.entries.len();
         idx.entries.push((hash, value.to_owned()));

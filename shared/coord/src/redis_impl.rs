@@ -8,7 +8,7 @@ use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 
 use crate::near;
-use crate::{Coord, CoordError, FINAL_SCOPE, JOB_TTL, JobStatus, NearMatch, Tally};
+use crate::{Coord, CoordError, FINAL_SCOPE, JOB_TTL, JobStatus, NearKey, NearMatch, Tally};
 
 /// Coordination in Redis. Cheap to clone: the connection manager reconnects by itself.
 #[derive(Clone)]
@@ -72,39 +72,55 @@ return 0
 // cannot interleave with another caller's, so two racing near-identical hashes never both
 // get in. Bucket members are "<16 hex digits of the hash>:<insertion number>".
 // KEYS: [1] entries (number -> value), [2] ids (id -> number), [3] insertion counter,
-//       [4..7] the hash's own four band buckets, [8..] neighbouring buckets to probe.
-// ARGV: [1] hash as 16 hex digits, [2] id, [3] value, [4] max distance, [5] ttl ms.
+//       [4..7] the hash's own four band buckets, [8..] other buckets to probe (the hash's
+//       neighbours, the alternate hash's buckets and neighbours).
+// ARGV: [1] hash as 16 hex digits, [2] id, [3] value, [4] max distance, [5] ttl ms,
+//       [6] the alternate hash as 16 hex digits, or empty.
 const CLAIM_NEAR: &str = r#"
 if redis.call('HEXISTS', KEYS[2], ARGV[2]) == 1 then return {0} end
+local function bands(h)
+  local q = {}
+  for b = 0, 3 do q[b + 1] = tonumber(string.sub(h, 4 * b + 1, 4 * b + 4), 16) end
+  return q
+end
+local function dist(q, m)
+  local d = 0
+  for b = 0, 3 do
+    local x = bit.bxor(q[b + 1], tonumber(string.sub(m, 4 * b + 1, 4 * b + 4), 16))
+    while x ~= 0 do
+      x = bit.band(x, x - 1)
+      d = d + 1
+    end
+  end
+  return d
+end
 local h = ARGV[1]
-local q = {}
-for b = 0, 3 do q[b + 1] = tonumber(string.sub(h, 4 * b + 1, 4 * b + 4), 16) end
+local q = bands(h)
+local qa = nil
+if ARGV[6] ~= '' then qa = bands(ARGV[6]) end
 local max = tonumber(ARGV[4])
-local best, best_n, best_hash = nil, nil, nil
+local best, best_n, best_hash, best_alt = nil, nil, nil, 0
 local seen = {}
 for k = 4, #KEYS do
   for _, m in ipairs(redis.call('SMEMBERS', KEYS[k])) do
     if not seen[m] then
       seen[m] = true
-      local d = 0
-      for b = 0, 3 do
-        local x = bit.bxor(q[b + 1], tonumber(string.sub(m, 4 * b + 1, 4 * b + 4), 16))
-        while x ~= 0 do
-          x = bit.band(x, x - 1)
-          d = d + 1
-        end
+      local d, alt = dist(q, m), 0
+      if qa then
+        local da = dist(qa, m)
+        if da < d then d, alt = da, 1 end
       end
       if d <= max then
         local n = tonumber(string.sub(m, 18))
         if best == nil or d < best or (d == best and n < best_n) then
-          best, best_n, best_hash = d, n, string.sub(m, 1, 16)
+          best, best_n, best_hash, best_alt = d, n, string.sub(m, 1, 16), alt
         end
       end
     end
   end
 end
 if best then
-  return {1, redis.call('HGET', KEYS[1], tostring(best_n)) or '', best_hash, best}
+  return {1, redis.call('HGET', KEYS[1], tostring(best_n)) or '', best_hash, best, best_alt}
 end
 local n = redis.call('INCR', KEYS[3])
 local member = h .. ':' .. n
@@ -263,7 +279,7 @@ impl Coord for RedisCoord {
     async fn claim_near(
         &self,
         index: &str,
-        hash: u64,
+        key: NearKey,
         id: &str,
         value: &str,
         max_distance: u32,
@@ -277,10 +293,13 @@ impl Coord for RedisCoord {
         let mut inv = script.key(format!("{base}:e"));
         inv.key(format!("{base}:i")).key(format!("{base}:n"));
         // `probes` lists the hash's own buckets first, as the script expects.
-        for (b, v) in near::probes(hash, max_distance) {
+        let hash = key.hash;
+        let alternate = key.alternate.map(|a| near::probes(a, max_distance)).unwrap_or_default();
+        for (b, v) in near::probes(hash, max_distance).into_iter().chain(alternate) {
             inv.key(format!("{base}:b{b}:{v:04x}"));
         }
-        inv.arg(format!("{hash:016x}")).arg(id).arg(value).arg(max_distance).arg(ms(ttl));
+        let alternate = key.alternate.map(|a| format!("{a:016x}")).unwrap_or_default();
+        inv.arg(format!("{hash:016x}")).arg(id).arg(value).arg(max_distance).arg(ms(ttl)).arg(alternate);
         let reply: Vec<redis::Value> = inv.invoke_async(&mut c).await.map_err(unavailable)?;
         let corrupt = || CoordError::Corrupt(format!("near index {index}: unexpected reply {reply:?}"));
         let int = |v: &redis::Value| match v {
@@ -294,11 +313,12 @@ impl Coord for RedisCoord {
         };
         match reply.first().and_then(int) {
             Some(0) => Ok(None),
-            Some(1) if reply.len() == 4 => {
+            Some(1) if reply.len() == 5 => {
                 let value = text(&reply[1]).ok_or_else(corrupt)?;
                 let hash = text(&reply[2]).and_then(|h| u64::from_str_radix(&h, 16).ok()).ok_or_else(corrupt)?;
                 let distance = reply.get(3).and_then(int).and_then(|d| u32::try_from(d).ok()).ok_or_else(corrupt)?;
-                Ok(Some(NearMatch { value, hash, distance }))
+                let alternate = reply.get(4).and_then(int).ok_or_else(corrupt)? == 1;
+                Ok(Some(NearMatch { value, hash, distance, alternate }))
             }
             _ => Err(corrupt()),
         }

@@ -19,7 +19,7 @@ macro_rules! suite {
             use super::*;
 
             suite!(@checks $make; done_markers, job_progress_and_fan_in, counters, claims, claimed, near_claims,
-                near_claims_race, leases);
+                near_claims_alternate, near_claims_race, leases);
         }
     };
     (@checks $make:expr; $($check:ident),+) => {

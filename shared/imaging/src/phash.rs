@@ -24,6 +24,9 @@ pub struct Fingerprint {
     pub pixel_sha256: String,
     /// The 64-bit DCT perceptual hash (see [`phash`]).
     pub phash: u64,
+    /// The perceptual hash of the image's mirror (left and right swapped), from the same DCT
+    /// (see [`phash_pair`]): a mirrored copy's `phash` is near this.
+    pub mirror: u64,
     /// Pixel width.
     pub width: u32,
     /// Pixel height.
@@ -32,12 +35,8 @@ pub struct Fingerprint {
 
 /// Computes the pixel hash and the perceptual hash of a decoded image.
 pub fn fingerprint(img: &DynamicImage) -> Fingerprint {
-    Fingerprint {
-        pixel_sha256: hex::encode(pixel_hash(img)),
-        phash: perceptual_hash(img),
-        width: img.width(),
-        height: img.height(),
-    }
+    let (phash, mirror) = perceptual_hashes(img);
+    Fingerprint { pixel_sha256: hex::encode(pixel_hash(img)), phash, mirror, width: img.width(), height: img.height() }
 }
 
 /// Longest side of the thumbnail the perceptual hash starts from.
@@ -47,6 +46,13 @@ pub const THUMB_MAX_SIDE: u32 = 256;
 /// [`THUMB_MAX_SIDE`] pixels a side (aspect kept, fast convolution resize), with a uniform
 /// frame trimmed off (see [`content_box`]), squeezed to [`PHASH_SIDE`]² and hashed by [`phash`].
 pub fn perceptual_hash(img: &DynamicImage) -> u64 {
+    perceptual_hashes(img).0
+}
+
+/// The perceptual hash of a decoded image and of its mirror, as [`perceptual_hash`] makes the
+/// first (see [`phash_pair`]). The frame trim is symmetric, so the mirror's content box is the
+/// mirror of the image's.
+pub fn perceptual_hashes(img: &DynamicImage) -> (u64, u64) {
     let thumb = gray_thumbnail_fit(img, THUMB_MAX_SIDE);
     let (x, y, w, h) = content_box(&thumb);
     let content =
@@ -54,7 +60,7 @@ pub fn perceptual_hash(img: &DynamicImage) -> u64 {
     let small = resize_raw(content.as_raw(), w, h, PHASH_SIDE, PHASH_SIDE, PixelType::U8);
     let small =
         GrayImage::from_raw(PHASH_SIDE, PHASH_SIDE, small).unwrap_or_else(|| GrayImage::new(PHASH_SIDE, PHASH_SIDE));
-    phash(&small)
+    phash_pair(&small)
 }
 
 /// A grayscale thumbnail whose longer side is `max_side` (never enlarged), aspect kept.
@@ -252,10 +258,30 @@ fn low_dct(pixels: &[f32], n: usize) -> [f32; 64] {
 /// low-frequency block, row-major, above the median of the 63 AC coefficients; bit 0 (DC)
 /// is always 0, as brightness is not structure.
 pub fn phash(thumb: &GrayImage) -> u64 {
+    phash_pair(thumb).0
+}
+
+/// [`phash`] of a thumbnail and of its mirror image, from one DCT. Mirroring a row
+/// (`x → n − 1 − x`) multiplies its DCT-II coefficient `u` by (−1)^u, so the mirror's
+/// coefficients are the image's with the odd horizontal frequencies negated; its median is
+/// recomputed (negation moves it). A horizontally flipped copy hashes like the mirror hash of
+/// its original, up to resampling.
+pub fn phash_pair(thumb: &GrayImage) -> (u64, u64) {
     let n = thumb.width().min(thumb.height()) as usize;
     let pixels: Vec<f32> =
         (0..n * n).map(|i| f32::from(thumb.get_pixel((i % n) as u32, (i / n) as u32).0[0])).collect();
     let coef = low_dct(&pixels, n);
+    let mut mirrored = coef;
+    for (i, c) in mirrored.iter_mut().enumerate() {
+        if i % 8 % 2 == 1 {
+            *c = -*c;
+        }
+    }
+    (median_bits(&coef), median_bits(&mirrored))
+}
+
+/// Bit `i` (from the most significant) set when AC coefficient `i` is above the median of the 63.
+fn median_bits(coef: &[f32; 64]) -> u64 {
     let mut ac: Vec<f32> = coef[1..].to_vec();
     ac.sort_by(f32::total_cmp);
     let median = ac[ac.len() / 2];
@@ -325,6 +351,23 @@ mod tests {
         let flipped = DynamicImage::ImageRgb8(image::imageops::flip_vertical(&img.to_rgb8()));
         let b = perceptual_hash(&flipped);
         assert!(hamming(a, b) > 10, "distance {}", hamming(a, b));
+    }
+
+    #[test]
+    fn the_mirror_hash_is_the_hash_of_the_mirror_image() {
+        let img = photo();
+        let (a, mirror) = perceptual_hashes(&img);
+        assert_eq!(a, perceptual_hash(&img));
+        let flipped = DynamicImage::ImageRgb8(image::imageops::flip_horizontal(&img.to_rgb8()));
+        let (b, back) = perceptual_hashes(&flipped);
+        assert!(hamming(b, mirror) <= 2, "flip vs mirror hash: distance {}", hamming(b, mirror));
+        assert!(hamming(back, a) <= 2, "and back: distance {}", hamming(back, a));
+        assert!(hamming(a, b) > 10, "a flip is far from the image itself: distance {}", hamming(a, b));
+        // Exact on a thumbnail that is already square (no resampling involved).
+        let thumb = gray_thumbnail(&img, PHASH_SIDE, PHASH_SIDE);
+        let flipped = image::imageops::flip_horizontal(&thumb);
+        assert_eq!(phash_pair(&thumb).1, phash(&flipped));
+        assert_eq!(phash_pair(&flipped).1, phash(&thumb));
     }
 
     #[test]

@@ -59,6 +59,7 @@ pub fn copies(original: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
     let (w, h) = (img.width(), img.height());
     let half = img.resize_exact(w / 2, h / 2, image::imageops::FilterType::Triangle);
     let brighter = DynamicImage::ImageRgb8(image::imageops::colorops::brighten(&img.to_rgb8(), 25));
+    let mirrored = DynamicImage::ImageRgb8(image::imageops::flip_horizontal(&img.to_rgb8()));
     vec![
         ("orig", original.to_vec()),
         ("exact", original.to_vec()),
@@ -68,6 +69,7 @@ pub fn copies(original: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
         ("jpeg_q40", encode(&img, ImageFormat::Jpeg, 40)),
         ("half", encode(&half, ImageFormat::Jpeg, 90)),
         ("brighter", encode(&brighter, ImageFormat::Jpeg, 90)),
+        ("mirrored", encode(&mirrored, ImageFormat::Jpeg, 90)),
     ]
 }
 

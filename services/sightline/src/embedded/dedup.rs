@@ -5,7 +5,8 @@
 //! `groups.csv` has one row per file under DIR: `file,group,original,kind,distance`. `file`
 //! is relative to DIR. Files of a group are duplicates of its `original`. An original (a
 //! unique file is its own group) has an empty `kind` and `distance`; a duplicate has `exact`
-//! (same bytes or same pixels, distance 0) or `near` and the Hamming distance between the
+//! (same bytes or same pixels, distance 0), `near` or `mirror` (a horizontally flipped copy:
+//! its mirror image's hash is near the original's) and the Hamming distance between the
 //! perceptual hashes. A file that is not a readable image has `kind` `failed` and no group.
 //! First-level folders are collections and are compared separately, as in a job.
 //!
@@ -34,9 +35,9 @@ use crate::walk::{Found, Walk};
 
 /// Runs dedup over every file under `dir` and writes `out/groups.csv`; prints a summary (as
 /// JSON on stdout with `json`), with a progress bar on stderr.
-pub async fn run(dir: &Path, out: &Path, max_distance: u32, json: bool) -> anyhow::Result<()> {
+pub async fn run(dir: &Path, out: &Path, config: DedupConfig, json: bool) -> anyhow::Result<()> {
     anyhow::ensure!(dir.is_dir(), "{} is not a folder", dir.display());
-    let config = DedupConfig { max_distance, ..DedupConfig::default() };
+    let (max_distance, mirror) = (config.max_distance, config.mirror);
     Dedup::new(config.clone())?;
     std::fs::create_dir_all(out).with_context(|| format!("create {}", out.display()))?;
 
@@ -64,6 +65,7 @@ pub async fn run(dir: &Path, out: &Path, max_distance: u32, json: bool) -> anyho
         let doc = serde_json::json!({
             "groups_csv": csv.display().to_string(),
             "max_distance": max_distance,
+            "mirror": mirror,
             "summary": summary,
             "failed": report.failed,
             "rows": report.rows,
@@ -71,12 +73,13 @@ pub async fn run(dir: &Path, out: &Path, max_distance: u32, json: bool) -> anyho
         println!("{}", serde_json::to_string_pretty(&doc).context("encode summary")?);
     } else {
         println!(
-            "{} files: {} groups ({} with duplicates), {} exact and {} near duplicates, {} failed, in {:.1} s",
+            "{} files: {} groups ({} with duplicates), {} exact, {} near and {} mirror duplicates, {} failed, in {:.1} s",
             summary["files"],
             summary["groups"],
             summary["groups_with_duplicates"],
             summary["duplicates"]["exact"],
             summary["duplicates"]["near"],
+            summary["duplicates"]["mirror"],
             summary["failed"],
             report.seconds,
         );
@@ -88,6 +91,9 @@ pub async fn run(dir: &Path, out: &Path, max_distance: u32, json: bool) -> anyho
     Ok(())
 }
 
+/// The `kind` values of a duplicate's row.
+pub const DUPLICATE_KINDS: [&str; 3] = ["exact", "near", "mirror"];
+
 /// One row of `groups.csv`: `file,group,original,kind,distance`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct GroupRow {
@@ -98,7 +104,7 @@ pub struct GroupRow {
     pub group: String,
     /// The group's original (itself for an original); empty for a file that could not be read.
     pub original: String,
-    /// `exact` or `near` for a duplicate; empty for an original (a unique file is its own
+    /// `exact`, `near` or `mirror` for a duplicate; empty for an original (a unique file is its own
     /// group); `failed` for a file that could not be read (the reason is in `failed`).
     pub kind: String,
     /// Hamming distance to the original's perceptual hash for a duplicate (0 when exact);
@@ -124,12 +130,12 @@ impl RunReport {
         let groups: std::collections::BTreeSet<&str> =
             self.rows.iter().filter(|r| !r.group.is_empty()).map(|r| r.group.as_str()).collect();
         let with_copies: std::collections::BTreeSet<&str> =
-            self.rows.iter().filter(|r| r.kind == "exact" || r.kind == "near").map(|r| r.group.as_str()).collect();
+            self.rows.iter().filter(|r| DUPLICATE_KINDS.contains(&r.kind.as_str())).map(|r| r.group.as_str()).collect();
         serde_json::json!({
             "files": self.rows.len(),
             "groups": groups.len(),
             "groups_with_duplicates": with_copies.len(),
-            "duplicates": { "exact": count("exact"), "near": count("near") },
+            "duplicates": { "exact": count("exact"), "near": count("near"), "mirror": count("mirror") },
             "failed": count("failed"),
             "seconds": (self.seconds * 1000.0).round() / 1000.0,
         })
@@ -265,9 +271,11 @@ pub fn groups_from_records(job: Uuid, records: &[ItemRecord], files: impl IntoIt
                 group: group_of.get(of.as_str()).cloned().unwrap_or_else(|| format!("of:{of}")),
                 original: of.clone(),
                 kind: match kind {
-                    Kind::Exact => "exact".to_owned(),
-                    Kind::Near => "near".to_owned(),
-                },
+                    Kind::Exact => "exact",
+                    Kind::Near => "near",
+                    Kind::Mirror => "mirror",
+                }
+                .to_owned(),
                 distance: Some(*distance),
             },
             None => GroupRow {

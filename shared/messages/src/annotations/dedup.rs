@@ -7,7 +7,7 @@ use super::Annotation;
 
 /// The dedup decision about one image as stored on it: the value of `annotations.dedup`,
 /// `{"status":"unique","phash":"…"}` or
-/// `{"status":"duplicate","of":"name","of_item":3,"kind":"exact"|"near","distance":0,"evidence":"bytes"|"pixels"|"phash","phash":"…"}`
+/// `{"status":"duplicate","of":"name","of_item":3,"kind":"exact"|"near"|"mirror","distance":0,"evidence":"bytes"|"pixels"|"phash","phash":"…"}`
 /// with `of_job` only when the original is in another job.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
@@ -26,9 +26,10 @@ pub enum DedupOut {
         /// The original's job, when it is not the image's own job.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         of_job: Option<Uuid>,
-        /// Exact or near.
+        /// Exact, near or mirror.
         kind: DuplicateKind,
-        /// Hamming distance between the perceptual hashes (0 for exact duplicates).
+        /// Hamming distance between the perceptual hashes (the copy's mirror hash and the
+        /// original's for a mirror; 0 for exact duplicates).
         distance: u32,
         /// What matched.
         evidence: Evidence,
@@ -59,6 +60,9 @@ pub enum DuplicateKind {
     Exact,
     /// Perceptual hashes within the distance.
     Near,
+    /// The hash of the image's mirror within the distance of the original's hash: a
+    /// horizontally flipped copy.
+    Mirror,
 }
 
 /// The evidence behind a duplicate.
@@ -69,6 +73,7 @@ pub enum Evidence {
     Bytes,
     /// Identical decoded pixels (e.g. PNG and lossless WebP).
     Pixels,
-    /// Perceptual hashes within the distance.
+    /// Perceptual hashes within the distance (the image's own, or its mirror's for
+    /// [`DuplicateKind::Mirror`]).
     Phash,
 }
