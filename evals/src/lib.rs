@@ -8,8 +8,9 @@
 //! - [`transforms`]: seeded transformed copies of photos, for `dedup_eval --train`.
 //! - [`read_csv`]: the simple CSV files of the data sets.
 //!
-//! The scripts beside the programs (`dedup/`, `ocr/`, `cluster/`, `face/`, `detect/`) are the
-//! Python references and their data, described in the docs that cite them.
+//! The scripts beside the programs (`dedup/`, `ocr/`, `cluster/`, `face/`, `detect/`,
+//! `train/`) are the Python references and studies and their data, described in the docs that
+//! cite them.
 
 pub mod face;
 pub mod mixture;
