@@ -5,7 +5,7 @@
 //! cargo run --release -p sightline-evals --example search_eval -- [DATA] [--cache FILE] [--weights 0,0.5]
 //!     [--fit centre|letterbox] [--no-crop] [--query-zoom 25] [--bench 100000] [--bench-exact 1000000]
 //!     [--bench-queries 200]
-//!     [--no-bench] [--no-eval] [--no-serialise]
+//!     [--no-bench] [--no-eval] [--no-serialise] [--model MODEL_DIR] [--seen TRAIN_DIR]
 //! ```
 //!
 //! Accuracy: every image of DATA (default `../shared/data/search`: `catalog/` one clean image per
@@ -16,6 +16,9 @@
 //! (`--query-zoom` percent off each side, as `sightline search`; 0 skips the second table).
 //! Features are cached in FILE (default `out/search-eval/features-<fit>.json`) so reruns skip
 //! the models; `--fit centre|letterbox` is the embed stage's fitting of the image to 224×224.
+//! `--model MODEL_DIR` puts every cached vector through a trained head (`sightline train`);
+//! `--seen TRAIN_DIR` adds recall for the queries whose product has training photos there and
+//! for the others (docs/training.md).
 //!
 //! Latency: the real catalogue plus N synthetic unit vectors (1280-d, clustered, so that nearest
 //! neighbours mean something) in the HNSW index; single-threaded query latency p50/p99 of the
@@ -45,6 +48,8 @@ struct Args {
     serialise: bool,
     crop: bool,
     zoom: u32,
+    model: Option<PathBuf>,
+    seen: Option<PathBuf>,
 }
 
 fn parse_list<T: std::str::FromStr>(s: &str) -> anyhow::Result<Vec<T>> {
@@ -67,6 +72,8 @@ fn args() -> anyhow::Result<Args> {
         serialise: true,
         crop: true,
         zoom: search_cmd::DEFAULT_QUERY_ZOOM,
+        model: None,
+        seen: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -82,6 +89,8 @@ fn args() -> anyhow::Result<Args> {
             "--no-serialise" => a.serialise = false,
             "--no-crop" => a.crop = false,
             "--query-zoom" => a.zoom = value()?.parse()?,
+            "--model" => a.model = Some(PathBuf::from(value()?)),
+            "--seen" => a.seen = Some(PathBuf::from(value()?)),
             "--fit" => {
                 a.fit = match value()?.as_str() {
                     "centre" => sightline_embed::Fit::Centre,
@@ -197,6 +206,42 @@ fn evaluate(a: &Args, cache: &Cache) -> anyhow::Result<()> {
     for (class, (v, f)) in &by_class_at {
         let (v, f) = (v.row(), f.row());
         println!("| {class} | {} | {:.2} | {:.2} | {:.2} | {:.2} |", by_class_at[class].0.n, v[0], v[1], f[0], f[1]);
+    }
+    Ok(())
+}
+
+/// Product recall@1 / @5 for the queries whose product has a folder under `train` (seen by a
+/// trained head) and for the others, visual only and at the default text weight, query zoom on.
+fn seen_split(a: &Args, cache: &Cache, train: &Path) -> anyhow::Result<()> {
+    let truth = truth(&a.data)?;
+    let index = search_cmd::build_index(&cache.catalog, usize::MAX)?;
+    let seen = |product: &str| train.join(product).is_dir();
+    println!("\nby whether the product has training photos under {} (query zoom on):\n", train.display());
+    println!(
+        "| text weight | seen queries | seen recall@1 | seen recall@5 | unseen queries | unseen recall@1 | unseen recall@5 |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- |");
+    for w in [0.0, sightline_index::search::DEFAULT_TEXT_WEIGHT] {
+        let opts = SearchOptions { k: 5, candidates: DEFAULT_CANDIDATES, text_weight: w };
+        // (queries, hits@1, hits@5) for seen and unseen.
+        let mut tally = [(0usize, 0usize, 0usize); 2];
+        for r in search_cmd::answer(&index, &cache.queries, &opts, true) {
+            let (product, _) = truth.get(&r.query).with_context(|| format!("{} is not in truth.csv", r.query))?;
+            let products: Vec<&str> = r.matches.iter().map(|m| stem(&m.item)).collect();
+            let t = &mut tally[usize::from(!seen(product))];
+            t.0 += 1;
+            t.1 += usize::from(products.first() == Some(&product.as_str()));
+            t.2 += usize::from(products.contains(&product.as_str()));
+        }
+        let rate = |hits: usize, n: usize| hits as f64 / n.max(1) as f64;
+        let [(n, a1, a5), (m, b1, b5)] = tally;
+        println!(
+            "| {w} | {n} | {:.3} | {:.3} | {m} | {:.3} | {:.3} |",
+            rate(a1, n),
+            rate(a5, n),
+            rate(b1, m),
+            rate(b5, m)
+        );
     }
     Ok(())
 }
@@ -402,9 +447,21 @@ fn bench(a: &Args, cache: &Cache) -> anyhow::Result<()> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let a = args()?;
-    let cache = features(&a).await?;
+    let mut cache = features(&a).await?;
+    if let Some(dir) = &a.model {
+        let (head, manifest) = sightline_embed::head::Head::load(dir)?;
+        println!(
+            "head {} version {} ({} → {}) applied to every vector\n",
+            manifest.name, manifest.version, manifest.input, manifest.output
+        );
+        cache.catalog = cache.catalog.into_iter().map(|f| f.through(&head)).collect();
+        cache.queries = cache.queries.into_iter().map(|f| f.through(&head)).collect();
+    }
     if a.eval {
         evaluate(&a, &cache)?;
+        if let Some(train) = &a.seen {
+            seen_split(&a, &cache, train)?;
+        }
     }
     if !a.bench.is_empty() || !a.bench_exact.is_empty() {
         tokio::task::block_in_place(|| bench(&a, &cache))?;

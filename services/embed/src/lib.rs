@@ -4,6 +4,7 @@
 //! in `annotations.embed`. Concurrent handlers share model calls through a [`batch::Batcher`].
 
 pub mod batch;
+pub mod head;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -6,6 +6,7 @@
 //! - [`remote`]: the commands that talk to the services (`submit`, `status`, `results`, `dlq`);
 //! - [`jobs`]: what a job needs in both modes (spec, route, upload, waiting, record outputs);
 //! - [`report`]: human-readable output, CSV quoting, the annotation outputs and their scoring;
+//! - [`train`]: `sightline train`, a retrieval head on the frozen backbone;
 //! - [`walk`]: the one folder walker;
 //! - [`models`]: `sightline models verify`.
 //!
@@ -17,4 +18,5 @@ pub mod jobs;
 pub mod models;
 pub mod remote;
 pub mod report;
+pub mod train;
 pub mod walk;

@@ -176,6 +176,10 @@ enum Command {
     /// (the catalogue is logo images, each query's brands from regions of the photo and its OCR
     /// text). Needs the models (`models/fetch.sh`).
     Search(search::SearchArgs),
+    /// Train a retrieval head on the frozen backbone from folders of photos per product
+    /// (`--photos DIR`): writes MODEL_DIR/model.toml, head.f32 and report.html (loss curve).
+    /// `sightline search --model MODEL_DIR` searches with it. See docs/training.md.
+    Train(sightline::train::TrainArgs),
     /// Check the models against their reference outputs.
     Models {
         #[command(subcommand)]
@@ -269,6 +273,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Face { files, json, embeddings, face } => face::run(files, face, json, embeddings).await,
         Command::Ocr { files, json, ocr } => ocr::run(files, ocr, json).await,
         Command::Search(args) => search::run(args).await,
+        Command::Train(args) => sightline::train::run(args).await.map(|()| 0),
         Command::Cluster(args) => tokio::task::spawn_blocking(move || cluster::run(args)).await?,
         Command::Models { command } => tokio::task::spawn_blocking(move || models::run(command)).await?,
     }

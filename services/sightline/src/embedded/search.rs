@@ -81,6 +81,11 @@ pub struct SearchArgs {
     /// Catalogues with at least this many items are searched through the HNSW graph.
     #[arg(long, env = "SEARCH_ANN_MIN", default_value_t = DEFAULT_ANN_MIN)]
     pub ann_min: usize,
+    /// A trained retrieval head (`sightline train --out MODEL_DIR`): every catalogue and query
+    /// vector goes through it before the search; the JSON output names its version (not with
+    /// `--logo`).
+    #[arg(long, value_name = "MODEL_DIR")]
+    pub model: Option<PathBuf>,
     /// Logo search: `--catalog` holds logo images, one brand per sub-folder (or per file: the
     /// brand is then the file name without extension). Each query is cut into candidate regions
     /// from the detect stage (the whole photo, its main-subject box, its text lines grown by
@@ -159,6 +164,18 @@ impl Features {
     /// An image that could not be read: no vectors, the reason.
     pub fn failed(name: String, e: &anyhow::Error) -> Self {
         Self { name, vector: Vec::new(), zoom: Vec::new(), text: String::new(), error: Some(format!("{e:#}")) }
+    }
+
+    /// The same features with every vector through `head` (the crop's and the zoomed view's
+    /// separately, as the backbone's are).
+    pub fn through(mut self, head: &sightline_embed::head::Head) -> Self {
+        if !self.vector.is_empty() {
+            self.vector = head.apply(&self.vector);
+        }
+        if !self.zoom.is_empty() {
+            self.zoom = head.apply(&self.zoom);
+        }
+        self
     }
 
     /// The vector a query is searched with: the normalised mean of its crop's and its zoomed-in
@@ -393,9 +410,11 @@ impl Extractor {
     }
 }
 
-/// The catalogue's index over `features` (images that failed are skipped with a warning).
+/// The catalogue's index over `features` (images that failed are skipped with a warning), of
+/// the dimension of its vectors (the backbone's, or a head's).
 pub fn build_index(features: &[Features], ann_min: usize) -> anyhow::Result<SearchIndex> {
-    let mut index = SearchIndex::new(sightline_embed::DIM);
+    let dim = features.iter().find(|f| f.error.is_none()).map_or(sightline_embed::DIM, |f| f.vector.len());
+    let mut index = SearchIndex::new(dim);
     for f in features {
         if let Some(e) = &f.error {
             eprintln!("warning: catalogue image {} skipped: {e}", f.name);
@@ -599,9 +618,19 @@ pub async fn run(args: SearchArgs) -> anyhow::Result<i32> {
     // Fail on an empty or missing folder before spending seconds loading models.
     image_files(&args.catalog)?;
     image_files(&args.queries)?;
+    let head = match &args.model {
+        Some(dir) => Some(
+            sightline_embed::head::Head::load(dir).with_context(|| format!("load the head in {}", dir.display()))?,
+        ),
+        None => None,
+    };
     let photos = Photos::new(!args.no_ocr, !args.no_crop, args.embed.clone().into())?;
-    let catalog = photos.folder(&args.catalog, 0).await?;
-    let queries = photos.folder(&args.queries, args.query_zoom).await?;
+    let mut catalog = photos.folder(&args.catalog, 0).await?;
+    let mut queries = photos.folder(&args.queries, args.query_zoom).await?;
+    if let Some((head, _)) = &head {
+        catalog = catalog.into_iter().map(|f| f.through(head)).collect();
+        queries = queries.into_iter().map(|f| f.through(head)).collect();
+    }
     let failed = catalog.iter().chain(&queries).any(|f| f.error.is_some());
     let ann_min = args.ann_min;
     let index = tokio::task::spawn_blocking(move || build_index(&catalog, ann_min)).await.context("index task")??;
@@ -611,6 +640,16 @@ pub async fn run(args: SearchArgs) -> anyhow::Result<i32> {
         text_weight: if args.no_ocr { 0.0 } else { args.text_weight.max(0.0) },
     };
     let results = answer(&index, &queries, &opts, true);
-    print_results(&results, args.json, |m| format!("{:.4}  {}", m.score, m.item))?;
+    match &head {
+        // With a head, the JSON names the version that answered.
+        Some((_, manifest)) if args.json => println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "model": { "name": manifest.name, "version": manifest.version, "backbone": manifest.backbone },
+                "results": results,
+            }))?
+        ),
+        _ => print_results(&results, args.json, |m| format!("{:.4}  {}", m.score, m.item))?,
+    }
     Ok(i32::from(failed))
 }
