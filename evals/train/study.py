@@ -42,11 +42,8 @@ from PIL import Image, ImageEnhance
 SIZE = 224
 
 
-def centre_square(img: Image.Image, size: int = SIZE) -> np.ndarray:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "models"))
-    from convert_efficientnet import centre_square as cs  # the embed input the study shares
-
-    return cs(img, size)
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "models"))
+from convert_efficientnet import centre_square  # noqa: E402  (the embed input the study shares)
 
 
 def view(img: Image.Image, k: int, rng: np.random.Generator) -> Image.Image:

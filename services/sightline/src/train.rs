@@ -2,7 +2,7 @@
 //! ([`sightline_embed::head`]) on folders of photos per product (one first-level folder per
 //! product), with the backbone frozen: every photo gives `--views` views (the photo, its
 //! mirror, then seeded random resized crops with colour jitter and a random flip), each embedded
-//! as the embed stage embeds an image; the head is trained on those embeddings. Writes
+//! as the embed stage embeds an image; the head is trained on those embeddings ([`proxy`]). Writes
 //! `MODEL_DIR/model.toml`, `MODEL_DIR/head.f32` and `MODEL_DIR/report.html` (the loss curve).
 //!
 //! What is not here yet (issue 15): labels from `sightline annotate`, the catalogue as anchors,
@@ -18,10 +18,13 @@ use image::RgbImage;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ndarray::Array2;
 use sha2::{Digest, Sha256};
-use sightline_embed::head::{self, HeadManifest, ProxyConfig};
+use sightline_embed::head::{self, HeadManifest};
 use sightline_embed::{EmbedConfig, Fit};
 
+use self::proxy::ProxyConfig;
 use crate::embedded::search::{Extractor, image_files};
+
+pub mod proxy;
 
 /// `sightline train` options.
 #[derive(Debug, Clone, clap::Args)]
@@ -108,7 +111,7 @@ pub async fn run(args: TrainArgs) -> anyhow::Result<()> {
     let trained = Instant::now();
     let classes = products.len();
     let (trained_head, losses) = tokio::task::spawn_blocking(move || {
-        head::train_proxy(&samples, &labels, classes, &config, |_, loss| {
+        proxy::train_proxy(&samples, &labels, classes, &config, |_, loss| {
             bar.set_message(format!("training (loss {loss:.4})"));
             bar.inc(1);
         })
