@@ -85,8 +85,13 @@ pub fn label(clustering: &Clustering, rule: &LabelRule) -> Vec<Label> {
 
 /// The median local density of each cluster's points.
 fn cluster_median_rho(clustering: &Clustering) -> BTreeMap<u32, f32> {
+    cluster_median_rho_of(&clustering.labels, &clustering.rho)
+}
+
+/// The median of `rho` over the points of each cluster of `clusters`.
+pub(crate) fn cluster_median_rho_of(clusters: &[u32], rho: &[f32]) -> BTreeMap<u32, f32> {
     let mut by_cluster: BTreeMap<u32, Vec<f32>> = BTreeMap::new();
-    for (&l, &r) in clustering.labels.iter().zip(&clustering.rho) {
+    for (&l, &r) in clusters.iter().zip(rho) {
         by_cluster.entry(l).or_default().push(r);
     }
     by_cluster

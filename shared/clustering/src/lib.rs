@@ -20,4 +20,5 @@ pub mod ari;
 pub mod dpc;
 pub mod labels;
 pub mod points;
+pub mod review;
 pub mod svg;
