@@ -25,6 +25,17 @@ if grep -q '^integration' services/dedup/Cargo.toml 2>/dev/null; then
 fi
 export SIGHTLINE_TEST_FEATURES="$FEATURES"
 
+step "browser"
+# The review page's test drives Debian's Chromium through ChromeDriver (WebDriver).
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+    SUDO=""
+    [[ "$(id -u)" == 0 ]] || SUDO="sudo"
+    $SUDO apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 \
+        || { $SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y -q chromium chromium-driver >/dev/null; }
+fi
+chromium --version >&2
+export SIGHTLINE_BROWSER_TESTS=1
+
 step "build"
 cargo build --workspace --bins
 step "tests"

@@ -169,4 +169,64 @@ fn an_annotate_job_through_the_workers_labels_like_the_embedded_mode() {
         let dlq = services.sightline_json(&["dlq", "list", stage, "--json"]);
         assert_eq!(dlq.as_array().map(Vec::len), Some(0), "{stage}: {dlq}");
     }
+
+    review_with_two_reviewers_on_two_replicas(&services, out["job"].as_str().expect("job id"));
+}
+
+/// A `sightline review --job` replica (the review service against S3 and Redis): the child and
+/// the address it serves.
+fn review_replica(services: &Services, job: &str, out: &Path) -> (std::process::Child, std::net::SocketAddr) {
+    use std::io::BufRead;
+    let mut child = services
+        .command(bin("sightline"))
+        .args(["review", "--job", job, "--addr", "127.0.0.1:0", "--out", out.to_str().expect("utf8")])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start sightline review --job");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("URL line");
+    let url = line.split_whitespace().find(|w| w.starts_with("http://")).unwrap_or_else(|| panic!("no URL: {line:?}"));
+    (child, url.trim_start_matches("http://").trim_end_matches('/').parse().expect("address"))
+}
+
+/// Two reviewers, each through their own review replica of the finished job, are shown disjoint
+/// images; both corrections land, and the labels either replica serves include both.
+fn review_with_two_reviewers_on_two_replicas(services: &Services, job: &str) {
+    use sightline_tests::{http_get, http_post_json};
+    let (mut a, addr_a) = review_replica(services, job, &services.scratch.path().join("review-a"));
+    let (mut b, addr_b) = review_replica(services, job, &services.scratch.path().join("review-b"));
+    let collection = COLLECTIONS[0];
+    let queue = |addr, reviewer: &str| -> Vec<serde_json::Value> {
+        let (status, body) =
+            http_get(addr, &format!("/api/queue?collection={collection}&reviewer={reviewer}&n=4")).expect("queue");
+        assert_eq!(status, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).expect("queue JSON");
+        v["items"].as_array().expect("items").clone()
+    };
+    let (qa, qb) = (queue(addr_a, "alice"), queue(addr_b, "bob"));
+    let files = |q: &[serde_json::Value]| -> Vec<String> {
+        q.iter().map(|i| i["file"].as_str().expect("file").to_owned()).collect()
+    };
+    let (fa, fb) = (files(&qa), files(&qb));
+    assert_eq!((fa.len(), fb.len()), (4, 4), "{fa:?} {fb:?}");
+    assert!(fa.iter().all(|f| !fb.contains(f)), "disjoint queues: {fa:?} / {fb:?}");
+    let flip = |item: &serde_json::Value| if item["label"] == "product" { "noise" } else { "product" };
+    for (addr, reviewer, item) in [(addr_a, "alice", &qa[0]), (addr_b, "bob", &qb[0])] {
+        let body = serde_json::json!({"collection": collection, "file": item["file"], "label": flip(item), "reviewer": reviewer});
+        let (status, text) = http_post_json(addr, "/api/review", &body).expect("review");
+        assert_eq!(status, 200, "{text}");
+    }
+    for addr in [addr_a, addr_b] {
+        let (status, csv) = http_get(addr, "/labels.csv").expect("labels.csv");
+        assert_eq!(status, 200);
+        for (reviewer, item) in [("alice", &qa[0]), ("bob", &qb[0])] {
+            let prefix = format!("{collection},{},{},", item["file"].as_str().expect("file"), flip(item));
+            let row = csv.lines().find(|l| l.starts_with(&prefix)).unwrap_or_else(|| panic!("{prefix} in\n{csv}"));
+            assert!(row.contains(",review,review,") && row.ends_with(reviewer), "{row}");
+        }
+    }
+    for child in [&mut a, &mut b] {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
 }

@@ -6,6 +6,8 @@
 //! - [`remote`]: the commands that talk to the services (`submit`, `status`, `results`, `dlq`);
 //! - [`jobs`]: what a job needs in both modes (spec, route, upload, waiting, record outputs);
 //! - [`report`]: human-readable output, CSV quoting, the annotation outputs and their scoring;
+//! - [`review`]: `sightline review`, the review page and the simulated reviewer (active
+//!   learning over an annotation's labels);
 //! - [`train`]: `sightline train`, a retrieval head on the frozen backbone;
 //! - [`walk`]: the one folder walker;
 //! - [`models`]: `sightline models verify`.
@@ -18,5 +20,6 @@ pub mod jobs;
 pub mod models;
 pub mod remote;
 pub mod report;
+pub mod review;
 pub mod train;
 pub mod walk;

@@ -180,6 +180,11 @@ enum Command {
     /// (`--photos DIR`): writes MODEL_DIR/model.toml, head.f32 and report.html (loss curve).
     /// `sightline search --model MODEL_DIR` searches with it. See docs/training.md.
     Train(sightline::train::TrainArgs),
+    /// Review an annotation's labels where it matters most (active learning): annotates
+    /// --collections (unless OUT holds it) and serves a review page on 127.0.0.1, least certain
+    /// images first, each correction propagated to its collection; with --simulate TRUTH.csv, a
+    /// simulated reviewer's precision/recall curve instead. See docs/review.md.
+    Review(sightline::review::ReviewArgs),
     /// Check the models against their reference outputs.
     Models {
         #[command(subcommand)]
@@ -274,6 +279,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Ocr { files, json, ocr } => ocr::run(files, ocr, json).await,
         Command::Search(args) => search::run(args).await,
         Command::Train(args) => sightline::train::run(args).await.map(|()| 0),
+        Command::Review(args) => sightline::review::run(&cli.common, args).await,
         Command::Cluster(args) => tokio::task::spawn_blocking(move || cluster::run(args)).await?,
         Command::Models { command } => tokio::task::spawn_blocking(move || models::run(command)).await?,
     }

@@ -59,6 +59,24 @@ fn stage_for(name: &str) -> anyhow::Result<Arc<dyn Stage>> {
     }
 }
 
+/// Runs an annotation job over `dir` in this process, storing into `out/storage`, and writes
+/// `records.json`, `records.csv`, `labels.csv` and `report.html` to `out` (progress and the
+/// summary go to stderr). Returns the backends, the job and its records.
+pub async fn annotate_into(
+    dir: &Path,
+    out: &Path,
+) -> anyhow::Result<(Backends, Uuid, Vec<sightline_messages::ItemRecord>)> {
+    let job = Uuid::new_v4();
+    let route = crate::jobs::default_route("annotate")?;
+    let stages = route.iter().map(|s| stage_for(s)).collect::<anyhow::Result<Vec<_>>>()?;
+    let backends = Backends::embedded(&out.join("storage")).context("open local storage")?;
+    upload_dir(backends.blob.clone(), dir, &upload_prefix(job), true).await?;
+    let run = run_embedded_job(&backends, job, "annotate", route, Default::default(), stages).await?;
+    write_outputs(out, &run.records)?;
+    annotate_outputs(out, backends.blob.as_ref(), job, &run.records).await?;
+    Ok((backends, job, run.records))
+}
+
 /// `sightline run`: the embedded mode over a folder.
 pub async fn run_embedded(dir: &Path, out: &Path, kind: &str, route: Vec<String>, json: bool) -> anyhow::Result<i32> {
     let job = Uuid::new_v4();

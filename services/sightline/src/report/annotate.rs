@@ -116,7 +116,8 @@ async fn thumbnail(blob: &dyn BlobStore, key: &str) -> Option<String> {
     .flatten()
 }
 
-fn esc(s: &str) -> String {
+/// Escapes text for HTML and SVG (quotes included).
+pub(crate) fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
