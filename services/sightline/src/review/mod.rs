@@ -231,8 +231,12 @@ async fn simulate_cmd(
             let name = serde_json::to_value(c.strategy)?.as_str().unwrap_or_default().to_owned();
             for i in 0..c.budget.len() {
                 println!(
-                    "{name:<12} {:>6} {:>9.3} {:>7.3} {:>7.3} {:>13.3}",
-                    c.budget[i], c.precision[i], c.recall[i], c.f1[i], c.f1_unreviewed[i]
+                    "{name:<12} {:>6} {:>9.3} {:>7.3} {:>7.3} {:>13}",
+                    c.budget[i],
+                    c.precision[i],
+                    c.recall[i],
+                    c.f1[i],
+                    c.f1_unreviewed[i].map_or_else(|| "-".to_owned(), |v| format!("{v:.3}"))
                 );
             }
         }

@@ -33,8 +33,8 @@ pub struct Curve {
     pub recall: Vec<f64>,
     /// F1 of `product`.
     pub f1: Vec<f64>,
-    /// F1 over the duplicate groups nobody reviewed.
-    pub f1_unreviewed: Vec<f64>,
+    /// F1 over the duplicate groups nobody reviewed (`null` once every group was reviewed).
+    pub f1_unreviewed: Vec<Option<f64>>,
 }
 
 /// Per collection: the labels after the last budget step and the reviewed items.
@@ -112,7 +112,10 @@ fn measure(
         .cloned()
         .collect();
     let unreviewed = score::score(&rest, &labels).overall;
-    [all.precision().unwrap_or(0.0), all.recall().unwrap_or(0.0), all.f1(), unreviewed.f1()]
+    // Undefined (NaN) when no group is left unreviewed.
+    let left = unreviewed.tp + unreviewed.fp + unreviewed.fn_ + unreviewed.tn;
+    let f1_unreviewed = if left == 0 { f64::NAN } else { unreviewed.f1() };
+    [all.precision().unwrap_or(0.0), all.recall().unwrap_or(0.0), all.f1(), f1_unreviewed]
 }
 
 fn simulate(
@@ -189,25 +192,34 @@ pub fn run(
     let mut finals = BTreeMap::new();
     for s in [Strategy::Uncertainty, Strategy::Random] {
         let seeds = if s == Strategy::Random { RANDOM_SEEDS } else { 1 };
+        // Sums and counts per point, over the seeds where the value is defined.
         let mut sum = vec![[0.0f64; 4]; budgets.len()];
+        let mut count = vec![[0usize; 4]; budgets.len()];
         for k in 0..seeds {
             let run = simulate(collections, truth, &answers, &budgets, s, params, seed + k);
-            for (acc, p) in sum.iter_mut().zip(&run.points) {
-                for (a, v) in acc.iter_mut().zip(p) {
-                    *a += v / seeds as f64;
+            for ((acc, n), p) in sum.iter_mut().zip(&mut count).zip(&run.points) {
+                for j in 0..4 {
+                    if !p[j].is_nan() {
+                        acc[j] += p[j];
+                        n[j] += 1;
+                    }
                 }
             }
             if s == strategy && k == 0 {
                 finals = run.finals;
             }
         }
+        let mean = |j: usize| -> Vec<Option<f64>> {
+            sum.iter().zip(&count).map(|(a, n)| (n[j] > 0).then(|| a[j] / n[j] as f64)).collect()
+        };
+        let defined = |j: usize| mean(j).into_iter().map(|v| v.unwrap_or(0.0)).collect::<Vec<f64>>();
         curves.push(Curve {
             strategy: s,
             budget: budgets.clone(),
-            precision: sum.iter().map(|p| p[0]).collect(),
-            recall: sum.iter().map(|p| p[1]).collect(),
-            f1: sum.iter().map(|p| p[2]).collect(),
-            f1_unreviewed: sum.iter().map(|p| p[3]).collect(),
+            precision: defined(0),
+            recall: defined(1),
+            f1: defined(2),
+            f1_unreviewed: mean(3),
         });
     }
     (curves, finals)
@@ -222,8 +234,12 @@ pub fn curves_csv(curves: &[Curve]) -> String {
         for i in 0..c.budget.len() {
             let _ = writeln!(
                 s,
-                "{name},{},{:.4},{:.4},{:.4},{:.4}",
-                c.budget[i], c.precision[i], c.recall[i], c.f1[i], c.f1_unreviewed[i]
+                "{name},{},{:.4},{:.4},{:.4},{}",
+                c.budget[i],
+                c.precision[i],
+                c.recall[i],
+                c.f1[i],
+                c.f1_unreviewed[i].map(|v| format!("{v:.4}")).unwrap_or_default()
             );
         }
     }
@@ -235,7 +251,7 @@ pub fn curves_csv(curves: &[Curve]) -> String {
 pub fn curves_svg(curves: &[Curve], title: &str) -> String {
     let (w, h, left, right, top, bottom) = (640.0f64, 340.0f64, 56.0, 200.0, 34.0, 40.0);
     let xmax = curves.iter().flat_map(|c| c.budget.iter()).copied().max().unwrap_or(1).max(1) as f64;
-    let values = curves.iter().flat_map(|c| c.f1.iter().chain(&c.f1_unreviewed)).copied();
+    let values = curves.iter().flat_map(|c| c.f1.iter().copied().chain(c.f1_unreviewed.iter().flatten().copied()));
     let ymin = (values.fold(1.0f64, f64::min) - 0.02).clamp(0.0, 0.95);
     let x = |b: f64| left + (w - left - right) * b / xmax;
     let y = |v: f64| top + (h - top - bottom) * (1.0 - (v - ymin) / (1.0 - ymin));
@@ -269,9 +285,14 @@ pub fn curves_svg(curves: &[Curve], title: &str) -> String {
     let colours = ["#1f77b4", "#d62728"];
     for (k, c) in curves.iter().enumerate() {
         let colour = colours[k % colours.len()];
-        for (series, dash, label) in [(&c.f1, "", "F1"), (&c.f1_unreviewed, "5,4", "F1 unreviewed")] {
-            let pts: Vec<String> =
-                c.budget.iter().zip(series).map(|(&b, &v)| format!("{:.1},{:.1}", x(b as f64), y(v))).collect();
+        let f1: Vec<Option<f64>> = c.f1.iter().copied().map(Some).collect();
+        for (series, dash, label) in [(&f1, "", "F1"), (&c.f1_unreviewed, "5,4", "F1 unreviewed")] {
+            let pts: Vec<String> = c
+                .budget
+                .iter()
+                .zip(series)
+                .filter_map(|(&b, v)| v.map(|v| format!("{:.1},{:.1}", x(b as f64), y(v))))
+                .collect();
             let _ = write!(
                 s,
                 "<polyline fill='none' stroke='{colour}' stroke-width='2' stroke-dasharray='{dash}' points='{}'/>",
