@@ -100,6 +100,40 @@ pub fn rule_labels(clusters: &[u32], halo: &[bool], rho: &[f32], rule: &LabelRul
         .collect()
 }
 
+/// The clustered items of a collection, as the rule takes them: their indices, and per point
+/// its cluster, halo flag and density.
+struct ClusteredPoints {
+    idx: Vec<usize>,
+    clusters: Vec<u32>,
+    halo: Vec<bool>,
+    rho: Vec<f32>,
+}
+
+impl ClusteredPoints {
+    fn of(items: &[Item]) -> Self {
+        let (idx, facts): (Vec<usize>, Vec<Clustered>) =
+            items.iter().enumerate().filter_map(|(i, item)| item.clustered.map(|c| (i, c))).unzip();
+        Self {
+            idx,
+            clusters: facts.iter().map(|c| c.cluster).collect(),
+            halo: facts.iter().map(|c| c.halo).collect(),
+            rho: facts.iter().map(|c| c.rho).collect(),
+        }
+    }
+}
+
+/// Gives the clustered items the margins of [`rule_labels`] over the collection's clustered
+/// points. Where the rule does not reproduce an item's label (the stage ran another rule), the
+/// label stands with its margin unchanged.
+pub fn grade_clustered(items: &mut [Item], rule: &LabelRule) {
+    let ClusteredPoints { idx, clusters, halo, rho } = ClusteredPoints::of(items);
+    for (&i, label) in idx.iter().zip(rule_labels(&clusters, &halo, &rho, rule)) {
+        if label.product == items[i].auto.product {
+            items[i].auto = label;
+        }
+    }
+}
+
 /// What a collection's review works on: per image, its automatic label, the clustering facts
 /// the rule can be re-applied to, and its embedding.
 #[derive(Debug, Clone, Default)]
@@ -180,6 +214,18 @@ pub enum Source {
     Refit,
     /// Changed by the reviews' propagation over the embedding graph.
     Propagated,
+}
+
+impl Source {
+    /// The name in exports (as serialised).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Review => "review",
+            Self::Refit => "refit",
+            Self::Propagated => "propagated",
+        }
+    }
 }
 
 /// The current label of one image.
@@ -359,11 +405,7 @@ pub fn relabel(
 /// the setting nearest the original), applied to every clustered image. Images that were not
 /// clustered keep their labels.
 fn refit_rule(collection: &Collection, reviews: &BTreeMap<usize, bool>, rule: &LabelRule) -> Vec<AutoLabel> {
-    let idx: Vec<usize> = (0..collection.items.len()).filter(|&i| collection.items[i].clustered.is_some()).collect();
-    let facts: Vec<Clustered> = idx.iter().map(|&i| collection.items[i].clustered.expect("filtered")).collect();
-    let clusters: Vec<u32> = facts.iter().map(|c| c.cluster).collect();
-    let halo: Vec<bool> = facts.iter().map(|c| c.halo).collect();
-    let rho: Vec<f32> = facts.iter().map(|c| c.rho).collect();
+    let ClusteredPoints { idx, clusters, halo, rho } = ClusteredPoints::of(&collection.items);
     let mut best: Option<(usize, f32, Vec<AutoLabel>)> = None;
     for &min_density in &[0.0f32, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 1.0, 1.1] {
         for halo_is_noise in [true, false] {
@@ -398,6 +440,16 @@ pub enum Strategy {
     Uncertainty,
     /// A random order (the baseline).
     Random,
+}
+
+impl Strategy {
+    /// The name `--strategy` takes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Uncertainty => "uncertainty",
+            Self::Random => "random",
+        }
+    }
 }
 
 impl std::str::FromStr for Strategy {

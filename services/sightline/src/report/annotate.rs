@@ -32,7 +32,8 @@ pub struct LabelRow {
     pub reason: Option<String>,
 }
 
-fn file_in_collection(record: &ItemRecord) -> String {
+/// The record's file name within its collection.
+pub(crate) fn file_in_collection(record: &ItemRecord) -> String {
     record.name.strip_prefix(&format!("{}/", record.collection)).unwrap_or(&record.name).to_owned()
 }
 

@@ -13,6 +13,8 @@ use sightline_messages::annotations::{ClusterOut, DedupOut, DetectOut, EmbedOut}
 use sightline_messages::{ItemOutcome, ItemRecord};
 use uuid::Uuid;
 
+use crate::report::annotate::file_in_collection;
+
 /// One image of a collection under review, as shown and exported.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Image {
@@ -63,10 +65,6 @@ struct Decision {
     rho: Vec<f32>,
 }
 
-fn file_in_collection(r: &ItemRecord) -> String {
-    r.name.strip_prefix(&format!("{}/", r.collection)).unwrap_or(&r.name).to_owned()
-}
-
 /// Reads `job`'s records, decision graphs and embeddings from `blob` into one [`Loaded`] per
 /// collection. `rule` is the rule the cluster stage applied (the margins are measured against
 /// it); `k` the neighbours per image in the graph.
@@ -84,7 +82,7 @@ pub async fn load_job(
     let mut out = BTreeMap::new();
     for (name, mut recs) in by_collection {
         recs.sort_by_key(|r| file_in_collection(r));
-        let decision: Option<Decision> = match blob.get(&decision_key(job, &name)).await {
+        let decision: Option<Decision> = match blob.get(&sightline_cluster::stage::decision_key(job, &name)).await {
             Ok(bytes) => Some(serde_json::from_slice(&bytes).with_context(|| format!("decision graph of {name}"))?),
             Err(sightline_blob::BlobError::NotFound(_)) => None,
             Err(e) => return Err(e).with_context(|| format!("read the decision graph of {name}")),
@@ -136,33 +134,12 @@ pub async fn load_job(
             });
             items.push(Item { auto, clustered, vector });
         }
-        grade_clustered(&mut items, rule);
+        review::grade_clustered(&mut items, rule);
         let collection = Collection { items };
         let graph = Graph::new(&collection.items, k);
         out.insert(name.clone(), Loaded { name, images, collection, graph, copies });
     }
     Ok(out)
-}
-
-/// Where the cluster stage stores a collection's decision graph (`sightline_cluster::stage`).
-fn decision_key(job: Uuid, collection: &str) -> String {
-    format!("jobs/{job}/cluster/{}/decision.json", sightline_blob::key_segment(collection))
-}
-
-/// Margins of the clustered items, from the rule over the collection's clustered points. Where
-/// the rule does not reproduce the stage's label (another rule was configured), the stage's
-/// label stands with no margin.
-fn grade_clustered(items: &mut [Item], rule: &LabelRule) {
-    let idx: Vec<usize> = (0..items.len()).filter(|&i| items[i].clustered.is_some()).collect();
-    let facts: Vec<Clustered> = idx.iter().filter_map(|&i| items[i].clustered).collect();
-    let clusters: Vec<u32> = facts.iter().map(|c| c.cluster).collect();
-    let halo: Vec<bool> = facts.iter().map(|c| c.halo).collect();
-    let rho: Vec<f32> = facts.iter().map(|c| c.rho).collect();
-    for (&i, label) in idx.iter().zip(review::rule_labels(&clusters, &halo, &rho, rule)) {
-        if label.product == items[i].auto.product {
-            items[i].auto = label;
-        }
-    }
 }
 
 /// A detect-filtered image: its margin is how far the strongest flag's score lies above its
@@ -186,7 +163,7 @@ fn detect_label(r: &ItemRecord) -> AutoLabel {
 /// An embedding (little-endian f32), L2-normalised.
 async fn read_vector(blob: &dyn BlobStore, key: &str) -> anyhow::Result<Vec<f32>> {
     let bytes = blob.get(key).await.with_context(|| format!("read embedding {key}"))?;
-    let mut v: Vec<f32> = bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    let mut v = sightline_messages::vector::decode(&bytes).with_context(|| format!("embedding {key} is not f32s"))?;
     let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
     if norm > 0.0 {
         v.iter_mut().for_each(|x| *x /= norm);

@@ -228,7 +228,7 @@ async fn simulate_cmd(
             "strategy", "budget", "precision", "recall", "F1", "F1 unreviewed"
         );
         for c in &curves {
-            let name = serde_json::to_value(c.strategy)?.as_str().unwrap_or_default().to_owned();
+            let name = c.strategy.as_str();
             for i in 0..c.budget.len() {
                 println!(
                     "{name:<12} {:>6} {:>9.3} {:>7.3} {:>7.3} {:>13}",

@@ -272,10 +272,10 @@ impl ReviewService {
         for (name, l) in &self.collections {
             let (current, corrections) = self.current(name).await?;
             for (i, (image, c)) in l.images.iter().zip(&current).enumerate() {
-                let source = serde_json::to_value(c.source)?.as_str().unwrap_or_default().to_owned();
+                let source = c.source.as_str();
                 let lineage = match c.source {
                     Source::Auto | Source::Refit => format!("{source}:{}", l.collection.items[i].auto.decider),
-                    Source::Review | Source::Propagated => source,
+                    Source::Review | Source::Propagated => source.to_owned(),
                 };
                 let _ = writeln!(
                     csv,

@@ -229,8 +229,7 @@ pub fn run(
 pub fn curves_csv(curves: &[Curve]) -> String {
     let mut s = String::from("strategy,budget,precision,recall,f1,f1_unreviewed\n");
     for c in curves {
-        let name =
-            serde_json::to_value(c.strategy).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+        let name = c.strategy.as_str();
         for i in 0..c.budget.len() {
             let _ = writeln!(
                 s,
@@ -302,8 +301,7 @@ pub fn curves_svg(curves: &[Curve], title: &str) -> String {
                 let (px, py) = p.split_once(',').unwrap_or(("0", "0"));
                 let _ = write!(s, "<circle cx='{px}' cy='{py}' r='3' fill='{colour}'/>");
             }
-            let name =
-                serde_json::to_value(c.strategy).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+            let name = c.strategy.as_str();
             let ly = top + 10.0 + 18.0 * (2 * k + usize::from(!dash.is_empty())) as f64;
             let _ = write!(
                 s,
