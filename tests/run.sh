@@ -20,6 +20,9 @@ FEATURES+=",sightline-face/integration"
 FEATURES+=",sightline-detect/models,sightline-embed/models"
 FEATURES+=",sightline/models"
 FEATURES+=",sightline-ocr/models"
+# OpenTelemetry export (inert unless OTEL_EXPORTER_OTLP_ENDPOINT is set): linted and tested in the
+# same build as the rest instead of a second build with its own feature resolution.
+FEATURES+=",sightline-runtime/otel"
 if grep -q '^integration' services/dedup/Cargo.toml 2>/dev/null; then
     FEATURES+=",sightline-dedup/integration"
 fi
@@ -37,7 +40,11 @@ chromium --version >&2
 export SIGHTLINE_BROWSER_TESTS=1
 
 step "build"
-cargo build --workspace --bins
+# Binaries and test targets in one invocation, with the features the tests use: the binaries the
+# end-to-end tier spawns then share every dependency artifact with the tests (a plain
+# `cargo build --bins` resolves tokio & co. without the dev-dependencies' features and
+# compiles them twice).
+cargo build --workspace --bins --tests --features "$FEATURES"
 step "tests"
 cargo test --workspace --features "$FEATURES"
 
