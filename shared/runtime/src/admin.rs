@@ -13,6 +13,7 @@ use axum::routing::get;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::{Metrics, StageLabels};
+use crate::outage::Outages;
 use crate::{Backends, Stage};
 
 /// What the admin server reports on.
@@ -26,6 +27,8 @@ pub struct AdminState {
     pub consuming: Arc<AtomicBool>,
     /// Metrics to expose.
     pub metrics: Arc<Metrics>,
+    /// The outages the runner is waiting out.
+    pub outages: Arc<Outages>,
 }
 
 const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
@@ -50,6 +53,14 @@ async fn readyz(State(s): State<AdminState>) -> impl IntoResponse {
         check("stage", s.stage.ready()),
     );
     let mut problems: Vec<String> = [bus, coord, blob, stage].into_iter().flatten().collect();
+    for down in s.outages.current() {
+        problems.push(format!(
+            "paused: {} down for {}s ({})",
+            down.dependency,
+            down.since.elapsed().as_secs(),
+            down.reason
+        ));
+    }
     if problems.is_empty() && !s.consuming.load(Ordering::SeqCst) {
         problems.push("runner: not consuming yet".to_owned());
     }

@@ -5,7 +5,9 @@
 //! Order inside the runner (the design): decode the envelope (undecodable: dead-letter);
 //! skip message ids already done; run the handler under a timeout; publish outputs with
 //! confirms; record finished items; mark done; ack. Transient errors retry with backoff,
-//! permanent errors and exhausted retries go to the stage's dead-letter queue.
+//! permanent errors and exhausted retries go to the stage's dead-letter queue. An unreachable
+//! dependency is nobody's message's fault: the runner pauses, holds what it has in flight,
+//! probes the dependency and resumes by itself ([`outage`]).
 
 pub mod admin;
 pub mod backends;
@@ -15,6 +17,7 @@ pub mod fanin;
 pub mod metrics;
 #[cfg(feature = "otel")]
 mod otel;
+pub mod outage;
 pub mod records;
 pub mod runner;
 pub mod service;

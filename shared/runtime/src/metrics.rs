@@ -35,6 +35,15 @@ pub struct StageLabels {
     pub stage: String,
 }
 
+/// Labels of the outage metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DependencyLabels {
+    /// Stage name.
+    pub stage: String,
+    /// `broker`, `redis`, `storage`.
+    pub dependency: String,
+}
+
 /// A histogram family with latency buckets from 1 ms to about 2 minutes.
 pub type HistogramFamily = Family<StageLabels, Histogram, fn() -> Histogram>;
 
@@ -57,6 +66,12 @@ pub struct Metrics {
     pub in_flight: Family<StageLabels, Gauge>,
     /// 1 when `/readyz` last answered ready.
     pub ready: Family<StageLabels, Gauge>,
+    /// Outages of a dependency declared by the runner.
+    pub outages: Family<DependencyLabels, Counter>,
+    /// 1 while the runner is paused on an outage of the dependency.
+    pub down: Family<DependencyLabels, Gauge>,
+    /// Seconds spent paused on outages of the dependency, summed over ended outages.
+    pub outage_seconds: Family<DependencyLabels, Counter<f64, std::sync::atomic::AtomicU64>>,
 }
 
 impl Default for Metrics {
@@ -78,7 +93,28 @@ impl Default for Metrics {
         registry.register("sightline_in_flight", "Handlers running now", in_flight.clone());
         let ready = Family::<StageLabels, Gauge>::default();
         registry.register("sightline_ready", "1 when the worker is ready", ready.clone());
-        Self { registry, messages, handler_duration, retries, dead_letters, in_flight, ready }
+        let outages = Family::<DependencyLabels, Counter>::default();
+        registry.register("sightline_outages", "Outages of a dependency declared by the runner", outages.clone());
+        let down = Family::<DependencyLabels, Gauge>::default();
+        registry.register("sightline_dependency_down", "1 while paused on an outage of the dependency", down.clone());
+        let outage_seconds = Family::<DependencyLabels, Counter<f64, std::sync::atomic::AtomicU64>>::default();
+        registry.register(
+            "sightline_outage_seconds",
+            "Seconds paused on ended outages of the dependency",
+            outage_seconds.clone(),
+        );
+        Self {
+            registry,
+            messages,
+            handler_duration,
+            retries,
+            dead_letters,
+            in_flight,
+            ready,
+            outages,
+            down,
+            outage_seconds,
+        }
     }
 }
 
@@ -97,6 +133,20 @@ impl Metrics {
     pub fn dead_lettered(&self, stage: &str, kind: &str) {
         self.dead_letters.get_or_create(&DeadLetterLabels { stage: stage.to_owned(), kind: kind.to_owned() }).inc();
         self.settled(stage, "dead_lettered");
+    }
+
+    /// Counts an outage of `dependency` and marks it down.
+    pub fn outage_started(&self, stage: &str, dependency: &str) {
+        let labels = DependencyLabels { stage: stage.to_owned(), dependency: dependency.to_owned() };
+        self.outages.get_or_create(&labels).inc();
+        self.down.get_or_create(&labels).set(1);
+    }
+
+    /// Marks `dependency` back after an outage of `lasted`.
+    pub fn outage_ended(&self, stage: &str, dependency: &str, lasted: std::time::Duration) {
+        let labels = DependencyLabels { stage: stage.to_owned(), dependency: dependency.to_owned() };
+        self.down.get_or_create(&labels).set(0);
+        self.outage_seconds.get_or_create(&labels).inc_by(lasted.as_secs_f64());
     }
 
     /// The Prometheus text exposition.

@@ -11,6 +11,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::metrics::{Metrics, StageLabels};
+use crate::outage::{Dependency, Outages, Verdict};
 use crate::stage::record_for;
 use crate::{Backends, Ctx, Effect, Input, RunnerSettings, Stage, StageError};
 use crate::{fanin, records};
@@ -28,6 +29,7 @@ pub struct Runner {
     settings: RunnerSettings,
     metrics: Arc<Metrics>,
     consuming: Arc<AtomicBool>,
+    outages: Arc<Outages>,
 }
 
 struct Shared {
@@ -37,6 +39,8 @@ struct Shared {
     ctx: Ctx,
     settings: RunnerSettings,
     metrics: Arc<Metrics>,
+    outages: Arc<Outages>,
+    shutdown: CancellationToken,
 }
 
 use sightline_messages::now_ms;
@@ -44,7 +48,13 @@ use sightline_messages::now_ms;
 impl Runner {
     /// A runner for `stage` over `backends`.
     pub fn new(stage: Arc<dyn Stage>, backends: Backends, settings: RunnerSettings, metrics: Arc<Metrics>) -> Self {
-        Self { stage, backends, settings, metrics, consuming: Arc::new(AtomicBool::new(false)) }
+        let outages = Outages::new(stage.name(), backends.clone(), metrics.clone());
+        Self { stage, backends, settings, metrics, consuming: Arc::new(AtomicBool::new(false)), outages }
+    }
+
+    /// The outages this runner is waiting out (for `/readyz`).
+    pub fn outages(&self) -> Arc<Outages> {
+        self.outages.clone()
     }
 
     /// A flag that is true while the runner consumes (for `/readyz`).
@@ -63,6 +73,8 @@ impl Runner {
             backends: self.backends.clone(),
             settings: self.settings.clone(),
             metrics: self.metrics.clone(),
+            outages: self.outages.clone(),
+            shutdown: shutdown.clone(),
         });
 
         // Not ready (models missing...): say why once, keep checking, never consume.
@@ -92,7 +104,22 @@ impl Runner {
             };
             self.consuming.store(true, Ordering::SeqCst);
             info!(stage = name, prefetch = self.settings.prefetch, "consuming");
+            let mut outages = self.outages.subscribe();
             loop {
+                if self.outages.any() {
+                    // A dependency is down: take no new work (deliveries already prefetched
+                    // stay unsettled in the client) until the probe finds it back.
+                    self.consuming.store(false, Ordering::SeqCst);
+                    info!(stage = name, "paused while a dependency is down");
+                    if !self.outages.wait_clear(&shutdown).await {
+                        if let Err(e) = consumer.cancel().await {
+                            debug!(error = %e, "cancel consumer");
+                        }
+                        break 'outer;
+                    }
+                    info!(stage = name, "consuming again");
+                    self.consuming.store(true, Ordering::SeqCst);
+                }
                 tokio::select! {
                     _ = shutdown.cancelled() => {
                         if let Err(e) = consumer.cancel().await {
@@ -100,6 +127,7 @@ impl Runner {
                         }
                         break 'outer;
                     }
+                    Ok(()) = outages.changed() => continue,
                     next = consumer.next() => match next {
                         Some(Ok(delivery)) => {
                             attempt = 0;
@@ -239,16 +267,60 @@ async fn handle_delivery(shared: &Shared, delivery: Delivery) -> Settled {
         Err(e) => return dead_letter(shared, &delivery, None, "undecodable", &e.to_string()).await,
     };
 
+    loop {
+        let (error, timed_out) = match run_once(shared, &delivery, &body).await {
+            Run::Settled(settled) => return settled,
+            Run::Failed { error, timed_out } => (error, timed_out),
+        };
+        let error = match error {
+            // Not the message's fault: hold it while the dependency is down, then run it again
+            // from the start without counting an attempt.
+            StageError::Unavailable { dependency, reason } => {
+                match shared.outages.wait_out(dependency, &reason, &shared.shutdown).await {
+                    Verdict::Recovered => {
+                        info!(%dependency, "running the message again after the outage");
+                        continue;
+                    }
+                    Verdict::Shutdown => return requeue(&delivery, "shutdown while a dependency is down").await,
+                    // The dependency answers: the failure is this message's (a timeout on a
+                    // huge object, a key the store refuses...), so it spends its budget.
+                    Verdict::Healthy => StageError::Transient(reason),
+                }
+            }
+            other => other,
+        };
+        return settle_failure(shared, &delivery, &body, error, timed_out).await;
+    }
+}
+
+/// How one run of a message ended.
+enum Run {
+    /// Handled (or found done), or returned to the queue.
+    Settled(Settled),
+    /// The handler failed, or a dependency did.
+    Failed { error: StageError, timed_out: bool },
+}
+
+/// The idempotency check, the handler under its timeout, then effects, done marker, ack.
+async fn run_once(shared: &Shared, delivery: &Delivery, body: &Body) -> Run {
+    let envelope = &delivery.envelope;
+
     // 2. Idempotency.
     let id = envelope.meta.message_id.to_string();
     match shared.backends.coord.is_done(&id).await {
         Ok(true) => {
             debug!("already done, skipping");
-            ack(&delivery).await;
-            return Settled::Duplicate;
+            ack(delivery).await;
+            return Run::Settled(Settled::Duplicate);
         }
         Ok(false) => {}
-        Err(e) => return requeue(&delivery, &format!("check done marker: {e}")).await,
+        Err(e) => {
+            let reason = format!("check done marker: {e}");
+            return Run::Failed {
+                error: StageError::Unavailable { dependency: Dependency::Coord, reason },
+                timed_out: false,
+            };
+        }
     }
 
     // 3. The handler, under a timeout.
@@ -258,36 +330,48 @@ async fn handle_delivery(shared: &Shared, delivery: Delivery) -> Settled {
     let input = Input { envelope: envelope.clone(), body: body.clone() };
     let outcome =
         tokio::time::timeout(shared.settings.handler_timeout(), shared.stage.handle(&shared.ctx, input)).await;
-    let (error, timed_out) = match outcome {
+    match outcome {
         Ok(Ok(effects)) => {
             // 4. Effects, then done marker, then ack.
-            if let Err(e) = apply(shared, envelope, &body, &effects).await {
-                return requeue(&delivery, &format!("apply effects: {e}")).await;
+            match apply(shared, envelope, body, &effects).await {
+                Ok(()) => {}
+                Err(error @ StageError::Unavailable { .. }) => return Run::Failed { error, timed_out: false },
+                Err(e) => return Run::Settled(requeue(delivery, &format!("apply effects: {e}")).await),
             }
             if let Err(e) = shared.backends.coord.mark_done(&id, DONE_TTL).await {
                 warn!(error = %e, "mark done failed; a redelivery will be handled again (idempotently)");
             }
-            ack(&delivery).await;
-            return Settled::Ok;
+            ack(delivery).await;
+            Run::Settled(Settled::Ok)
         }
-        Ok(Err(e)) => (e, false),
-        Err(_) => {
-            (StageError::transient(format!("handler timed out after {}s", shared.settings.handler_timeout_secs)), true)
-        }
-    };
+        Ok(Err(error)) => Run::Failed { error, timed_out: false },
+        Err(_) => Run::Failed {
+            error: StageError::transient(format!("handler timed out after {}s", shared.settings.handler_timeout_secs)),
+            timed_out: true,
+        },
+    }
+}
 
-    // 5. Failures: retry transient ones, dead-letter the rest.
+/// 5. Failures of the message: retry transient ones, dead-letter the rest.
+async fn settle_failure(
+    shared: &Shared,
+    delivery: &Delivery,
+    body: &Body,
+    error: StageError,
+    timed_out: bool,
+) -> Settled {
+    let envelope = &delivery.envelope;
     match error {
         StageError::Permanent(reason) => {
             info!(reason = %reason, "permanent failure");
-            dead_letter(shared, &delivery, Some(&body), "permanent", &reason).await
+            dead_letter(shared, delivery, Some(body), "permanent", &reason).await
         }
-        StageError::Transient(reason) => {
+        StageError::Transient(reason) | StageError::Unavailable { reason, .. } => {
             let attempt = envelope.meta.attempt + 1;
             if attempt >= shared.settings.max_attempts {
                 let kind = if timed_out { "timeout" } else { "exhausted" };
                 let reason = format!("{reason} (gave up after {attempt} attempts)");
-                return dead_letter(shared, &delivery, Some(&body), kind, &reason).await;
+                return dead_letter(shared, delivery, Some(body), kind, &reason).await;
             }
             let delay = backoff(
                 attempt - 1,
@@ -300,10 +384,10 @@ async fn handle_delivery(shared: &Shared, delivery: Delivery) -> Settled {
             retry.meta.extra.insert("x-sightline-last-error".to_owned(), truncate(&reason, 500));
             match shared.backends.bus.retry_later(shared.name, &retry, delay).await {
                 Ok(()) => {
-                    ack(&delivery).await;
+                    ack(delivery).await;
                     Settled::Retried
                 }
-                Err(e) => requeue(&delivery, &format!("schedule retry: {e}")).await,
+                Err(e) => requeue(delivery, &format!("schedule retry: {e}")).await,
             }
         }
     }
@@ -426,10 +510,19 @@ async fn dead_letter(shared: &Shared, delivery: &Delivery, body: Option<&Body>, 
     warn!(stage = shared.name, kind, reason = %reason, "dead-lettered");
     if let Some(b) = body
         && let Some(record) = failure_record(b, shared.name, reason)
-        && let Err(e) = finish(shared, &delivery.envelope, route_of(b), &record).await
     {
-        // The dead letter is safe in its queue; progress catches up if it is replayed.
-        error!(error = %e, "record failed item");
+        loop {
+            match finish(shared, &delivery.envelope, route_of(b), &record).await {
+                Ok(()) => break,
+                Err(StageError::Unavailable { dependency, reason })
+                    if shared.outages.wait_out(dependency, &reason, &shared.shutdown).await == Verdict::Recovered => {}
+                Err(e) => {
+                    // The dead letter is safe in its queue; progress catches up if it is replayed.
+                    error!(error = %e, "record failed item");
+                    break;
+                }
+            }
+        }
     }
     shared.metrics.dead_lettered(shared.name, kind);
     ack(delivery).await;

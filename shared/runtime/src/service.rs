@@ -136,7 +136,7 @@ async fn run_until_stopped(
 
     let metrics = Metrics::new();
     let runner = Runner::new(stage.clone(), backends.clone(), settings.clone(), metrics.clone());
-    let state = AdminState { backends, stage, consuming: runner.consuming_flag(), metrics };
+    let state = AdminState { backends, stage, consuming: runner.consuming_flag(), metrics, outages: runner.outages() };
     let admin_shutdown = shutdown.child_token();
     let bound = admin::serve(settings.admin_addr, state, admin_shutdown.clone())
         .await

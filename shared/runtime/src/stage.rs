@@ -7,16 +7,28 @@ use sightline_coord::{Coord, CoordError};
 use sightline_messages::{Body, Envelope, ImageTask, ItemOutcome, ItemRecord, KIND_IMAGE};
 use thiserror::Error;
 
+use crate::outage::Dependency;
+
 /// What a handler failed with. The runner retries [`StageError::Transient`] with backoff and
-/// dead-letters [`StageError::Permanent`] at once.
+/// dead-letters [`StageError::Permanent`] at once; [`StageError::Unavailable`] is not the
+/// message's fault: the runner waits the outage out (see [`crate::outage`]) and runs the
+/// message again without spending its retry budget.
 #[derive(Debug, Error)]
 pub enum StageError {
-    /// May succeed later (a dependency is down or overloaded).
+    /// May succeed later (overloaded, a lease held elsewhere, a model still loading).
     #[error("{0}")]
     Transient(String),
     /// Will fail the same way every time (bad input); the reason is shown to operators.
     #[error("{0}")]
     Permanent(String),
+    /// A dependency (broker, Redis, object store) did not answer.
+    #[error("{reason}")]
+    Unavailable {
+        /// Which one.
+        dependency: Dependency,
+        /// The error it failed with.
+        reason: String,
+    },
 }
 
 impl StageError {
@@ -33,19 +45,31 @@ impl StageError {
 
 impl From<BlobError> for StageError {
     fn from(e: BlobError) -> Self {
-        if e.is_transient() { StageError::Transient(e.to_string()) } else { StageError::Permanent(e.to_string()) }
+        if e.is_transient() {
+            StageError::Unavailable { dependency: Dependency::Storage, reason: e.to_string() }
+        } else {
+            StageError::Permanent(e.to_string())
+        }
     }
 }
 
 impl From<CoordError> for StageError {
     fn from(e: CoordError) -> Self {
-        if e.is_transient() { StageError::Transient(e.to_string()) } else { StageError::Permanent(e.to_string()) }
+        if e.is_transient() {
+            StageError::Unavailable { dependency: Dependency::Coord, reason: e.to_string() }
+        } else {
+            StageError::Permanent(e.to_string())
+        }
     }
 }
 
 impl From<BusError> for StageError {
     fn from(e: BusError) -> Self {
-        if e.is_transient() { StageError::Transient(e.to_string()) } else { StageError::Permanent(e.to_string()) }
+        if e.is_transient() {
+            StageError::Unavailable { dependency: Dependency::Broker, reason: e.to_string() }
+        } else {
+            StageError::Permanent(e.to_string())
+        }
     }
 }
 

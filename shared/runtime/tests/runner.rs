@@ -291,3 +291,152 @@ async fn the_barrier_waits_for_items_still_on_their_way() {
     assert!(ready.is_some(), "item 1 was counted by the runner; item 0 completes the collection");
     h.stop().await;
 }
+
+/// Storage that can be switched off: every call, health included, fails as an unreachable
+/// store does.
+struct Flaky {
+    inner: Arc<dyn sightline_blob::BlobStore>,
+    up: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Flaky {
+    fn check(&self) -> Result<(), sightline_blob::BlobError> {
+        if self.up.load(Ordering::SeqCst) {
+            Ok(())
+        } else {
+            Err(sightline_blob::BlobError::Unavailable("connect 127.0.0.1:8333: connection refused".into()))
+        }
+    }
+}
+
+#[async_trait]
+impl sightline_blob::BlobStore for Flaky {
+    async fn put(&self, key: &str, bytes: bytes::Bytes) -> Result<(), sightline_blob::BlobError> {
+        self.check()?;
+        self.inner.put(key, bytes).await
+    }
+    async fn put_if_absent(
+        &self,
+        key: &str,
+        bytes: bytes::Bytes,
+    ) -> Result<sightline_blob::PutOutcome, sightline_blob::BlobError> {
+        self.check()?;
+        self.inner.put_if_absent(key, bytes).await
+    }
+    async fn get(&self, key: &str) -> Result<bytes::Bytes, sightline_blob::BlobError> {
+        self.check()?;
+        self.inner.get(key).await
+    }
+    async fn head(&self, key: &str) -> Result<Option<sightline_blob::BlobMeta>, sightline_blob::BlobError> {
+        self.check()?;
+        self.inner.head(key).await
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, sightline_blob::BlobError> {
+        self.check()?;
+        self.inner.list(prefix).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), sightline_blob::BlobError> {
+        self.check()?;
+        self.inner.delete(key).await
+    }
+    async fn health(&self) -> Result<(), sightline_blob::BlobError> {
+        self.check()
+    }
+}
+
+/// A stage that reads its image from storage, and fails permanently on item 1.
+struct Reads {
+    calls: AtomicU32,
+}
+
+#[async_trait]
+impl Stage for Reads {
+    fn name(&self) -> &'static str {
+        "dedup"
+    }
+
+    fn accepts(&self, kind: &str) -> bool {
+        kind == KIND_IMAGE
+    }
+
+    async fn handle(&self, ctx: &Ctx, input: Input) -> Result<Vec<Effect>, StageError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let task = input.into_image("dedup")?;
+        ctx.blob.get("images/shared").await?;
+        if task.item == 1 {
+            return Err(StageError::permanent("corrupt jpeg file: broken"));
+        }
+        Ok(vec![Effect::forward(task, "dedup")])
+    }
+}
+
+#[tokio::test]
+async fn a_storage_outage_pauses_the_runner_without_spending_attempts_or_dead_lettering() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut backends = Backends::embedded(dir.path()).expect("backends");
+    backends.blob.put("images/shared", bytes::Bytes::from_static(b"pixels")).await.expect("put");
+    let up = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    backends.blob = Arc::new(Flaky { inner: backends.blob.clone(), up: up.clone() });
+    let job = Uuid::new_v4();
+    let items = [0u64, 1, 2, 3];
+    let totals = [("c".to_owned(), items.len() as u64)].into();
+    backends.coord.job_start(&job.to_string(), "test", &totals, 0).await.expect("job");
+    backends.bus.declare(&sightline_messages::STAGES).await.expect("declare");
+    let batch: Vec<Outgoing> = items
+        .iter()
+        .map(|&i| {
+            let mut t = ImageTask::example(job, i);
+            t.route = vec!["ingest".into(), "dedup".into()];
+            let mut env = Envelope::new(&Body::Image(t), Uuid::new_v4(), job).expect("env");
+            env.meta.item = Some(i);
+            Outgoing { stage: "dedup".into(), envelope: env }
+        })
+        .collect();
+    backends.bus.publish(&batch).await.expect("publish");
+
+    // One attempt only: any failure counted against a message would dead-letter it at once.
+    let settings = RunnerSettings { max_attempts: 1, prefetch: 2, ..RunnerSettings::default() };
+    let stage = Arc::new(Reads { calls: AtomicU32::new(0) });
+    let metrics = Metrics::new();
+    let runner = Runner::new(stage.clone(), backends.clone(), settings, metrics.clone());
+    let (consuming, outages) = (runner.consuming_flag(), runner.outages());
+    let shutdown = CancellationToken::new();
+    let handle = tokio::spawn(runner.run(shutdown.clone()));
+
+    // Down: the runner holds what it took (prefetch 2), takes nothing more, dead-letters nothing.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let down = outages.current();
+    assert_eq!(down.len(), 1, "{down:?}");
+    assert_eq!(down[0].dependency.as_str(), "storage");
+    assert!(down[0].reason.contains("connection refused"), "{down:?}");
+    assert!(!consuming.load(Ordering::SeqCst), "paused");
+    assert_eq!(stage.calls.load(Ordering::SeqCst), 2, "only the prefetched messages were tried");
+    assert!(backends.bus.dlq_list("dedup", 10).await.expect("dlq").is_empty());
+    let status = backends.coord.job_status(&job.to_string()).await.expect("status").expect("job");
+    assert_eq!(status.finished, 0);
+
+    // Back: everything completes by itself; only the bad item is a dead letter, as bad input.
+    up.store(true, Ordering::SeqCst);
+    let mut status = status;
+    for _ in 0..400 {
+        status = backends.coord.job_status(&job.to_string()).await.expect("status").expect("job");
+        if status.finished == items.len() as u64 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(status.finished, 4, "{status:?}");
+    assert_eq!(status.outcomes.get("ok"), Some(&3), "{status:?}");
+    assert_eq!(status.outcomes.get("failed"), Some(&1), "{status:?}");
+    let dead = backends.bus.dlq_list("dedup", 10).await.expect("dlq");
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].meta.extra.get(headers::FAILURE_KIND).map(String::as_str), Some("permanent"));
+    assert_eq!(dead[0].meta.attempt, 0, "no attempt was spent on the outage");
+    assert!(consuming.load(Ordering::SeqCst), "consuming again");
+    assert!(outages.current().is_empty());
+    let text = metrics.render();
+    assert!(text.contains("sightline_outages_total{stage=\"dedup\",dependency=\"storage\"} 1"), "{text}");
+    assert!(text.contains("sightline_dependency_down{stage=\"dedup\",dependency=\"storage\"} 0"), "{text}");
+    shutdown.cancel();
+    handle.await.expect("runner");
+}
