@@ -3,6 +3,8 @@
 #
 #   services.sh start        start what is not running, print `export NAME=value` lines on stdout
 #   services.sh env          print the same lines without starting anything
+#   services.sh start-s3     start only SeaweedFS (with SIGHTLINE_STATE and SIGHTLINE_S3_PORT: a
+#                            second instance, as the fault drills use); print the same lines
 #   services.sh status       one line per service (up/down); exit 1 if one is down
 #   services.sh stop         stop SeaweedFS (the only service this script owns)
 #   services.sh stop --all   also stop RabbitMQ and Redis
@@ -290,8 +292,10 @@ ensure_bucket() {
     code="$(s3_signed -o "$body" -w '%{http_code}' -X PUT "http://127.0.0.1:$S3_PORT/$S3_BUCKET" || true)"
     if [[ "$code" == 200 ]]; then
         log "seaweedfs: created bucket $S3_BUCKET"
-    elif [[ "$code" == 409 ]] && grep -q BucketAlreadyOwnedByYou "$body"; then
-        log "seaweedfs: bucket $S3_BUCKET exists"
+    elif [[ "$code" == 409 ]]; then
+        # BucketAlreadyOwnedByYou, or BucketAlreadyExists from a server restarted over its data
+        # (it no longer records the owner): either way the signed HEAD below decides.
+        log "seaweedfs: bucket $S3_BUCKET exists ($(grep -o 'BucketAlready[A-Za-z]*' "$body" | head -n 1))"
     else
         cat "$body" >&2; rm -f "$body"
         die "creating bucket $S3_BUCKET failed with HTTP $code"
@@ -425,7 +429,7 @@ status() {
 
 # --- main ---------------------------------------------------------------------------------------
 usage() {
-    sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -448,6 +452,12 @@ main() {
             start_redis
             start_seaweedfs
             log "all services ready in $((SECONDS - t0))s"
+            print_env
+            ;;
+        start-s3)
+            [[ $# -eq 0 ]] || usage
+            lock
+            start_seaweedfs
             print_env
             ;;
         env)

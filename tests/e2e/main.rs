@@ -12,6 +12,7 @@ mod annotate;
 mod annotate_stages;
 mod dedup;
 mod face;
+mod faults;
 mod ocr;
 mod search;
 

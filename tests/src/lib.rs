@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 pub use sightline_test_support::{fixture_path, repo};
 
+pub mod own;
+
 /// Path of a workspace binary (built by `cargo build --bins` before the tests).
 pub fn bin(name: &str) -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| repo().join("target"), PathBuf::from);
@@ -55,6 +57,12 @@ impl Services {
         let scratch = tempfile::tempdir().expect("scratch dir");
         env.insert("SIGHTLINE_STATE".into(), scratch.path().join("state").display().to_string());
         Self { env, vhost, scratch }
+    }
+
+    /// Points every command and worker started from now on at another instance of a service:
+    /// `REDIS_URL`, `S3_ENDPOINT`... (the fault drills' own Redis and object store).
+    pub fn set_env(&mut self, name: &str, value: &str) {
+        self.env.insert(name.to_owned(), value.to_owned());
     }
 
     /// The RabbitMQ vhost of this test.

@@ -26,15 +26,21 @@ const UPLOAD_CAP: u64 = 1 << 30;
 
 pub use sightline_messages::now_ms;
 
+/// How long an upload keeps trying while the object store is unavailable.
+pub const UPLOAD_PATIENCE: Duration = Duration::from_secs(600);
+
 /// Uploads every file under `dir` to `prefix` + relative path, 16 at a time, with a progress
 /// bar. Returns how many were uploaded. With `collections_only`, files directly in `dir` (a
-/// README, a truth file) are left out: only sub-folders are collections.
+/// README, a truth file) are left out: only sub-folders are collections. With `resume`, files
+/// already stored under their key with the same size (an interrupted upload of the same job)
+/// are not sent again.
 pub async fn upload_dir(
     blob: Arc<dyn BlobStore>,
     dir: &Path,
     prefix: &str,
     collections_only: bool,
-) -> anyhow::Result<usize> {
+    resume: bool,
+) -> anyhow::Result<Uploaded> {
     let mut files: Vec<(std::path::PathBuf, String)> =
         Walk::default().files(dir)?.into_iter().map(|f| (f.path, f.name)).collect();
     if collections_only {
@@ -51,43 +57,127 @@ pub async fn upload_dir(
     if files.is_empty() {
         bail!("no files under {}", dir.display());
     }
-    upload_files(blob, files, prefix).await
+    upload_files(blob, files, prefix, resume).await
+}
+
+/// What an upload did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Uploaded {
+    /// Files sent.
+    pub sent: usize,
+    /// Files found stored already (`resume`).
+    pub kept: usize,
+    /// Files over the upload cap, left out.
+    pub skipped: usize,
 }
 
 /// Uploads `files` (path, relative name) to `prefix` + relative name, 16 at a time, with a
-/// progress bar; a file over the upload cap is skipped with a note. Returns how many were
-/// uploaded.
+/// progress bar; a file over the upload cap is skipped with a note. While the store is
+/// unavailable each upload waits with capped backoff, saying so, for up to
+/// [`UPLOAD_PATIENCE`]. With `resume`, a file already stored with the same size is kept.
 pub async fn upload_files(
     blob: Arc<dyn BlobStore>,
     files: Vec<(std::path::PathBuf, String)>,
     prefix: &str,
-) -> anyhow::Result<usize> {
+    resume: bool,
+) -> anyhow::Result<Uploaded> {
+    enum Done {
+        Sent,
+        Kept,
+        Skipped,
+    }
     let bar = progress(files.len() as u64, "uploading");
-    let results: Vec<anyhow::Result<bool>> = futures::stream::iter(files)
+    let patience = Patience::new(bar.clone());
+    let results: Vec<anyhow::Result<Done>> = futures::stream::iter(files)
         .map(|(path, rel)| {
-            let (blob, bar, key) = (blob.clone(), bar.clone(), format!("{prefix}{rel}"));
+            let (blob, bar, key, patience) = (blob.clone(), bar.clone(), format!("{prefix}{rel}"), patience.clone());
             async move {
                 let size = tokio::fs::metadata(&path).await?.len();
                 if size > UPLOAD_CAP {
                     bar.println(format!("skipping {rel}: {size} bytes is over the upload cap"));
                     bar.inc(1);
-                    return Ok(false);
+                    return Ok(Done::Skipped);
                 }
-                let bytes = tokio::fs::read(&path).await.with_context(|| format!("read {}", path.display()))?;
-                blob.put(&key, Bytes::from(bytes)).await.with_context(|| format!("upload {rel}"))?;
+                if resume && matches!(blob.head(&key).await, Ok(Some(meta)) if meta.size == size) {
+                    bar.inc(1);
+                    return Ok(Done::Kept);
+                }
+                let bytes =
+                    Bytes::from(tokio::fs::read(&path).await.with_context(|| format!("read {}", path.display()))?);
+                patience.retry(|| blob.put(&key, bytes.clone())).await.with_context(|| format!("upload {rel}"))?;
                 bar.inc(1);
-                Ok(true)
+                Ok(Done::Sent)
             }
         })
         .buffer_unordered(16)
         .collect()
         .await;
     bar.finish_and_clear();
-    let mut n = 0;
+    let mut done = Uploaded::default();
     for r in results {
-        n += usize::from(r?);
+        match r? {
+            Done::Sent => done.sent += 1,
+            Done::Kept => done.kept += 1,
+            Done::Skipped => done.skipped += 1,
+        }
     }
-    Ok(n)
+    Ok(done)
+}
+
+/// Retries a storage call while the store is unavailable (capped backoff, up to
+/// [`UPLOAD_PATIENCE`]), saying on `bar` what it waits for, at most every ten seconds however
+/// many uploads wait together.
+#[derive(Clone)]
+pub struct Patience {
+    bar: ProgressBar,
+    said: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
+}
+
+impl Patience {
+    /// Patience reporting on `bar`.
+    pub fn new(bar: ProgressBar) -> Self {
+        Self { bar, said: Arc::default() }
+    }
+
+    /// Runs `call` until it succeeds, fails for good, or the store stayed unavailable for
+    /// [`UPLOAD_PATIENCE`].
+    pub async fn retry<T, F, Fut>(&self, mut call: F) -> Result<T, sightline_blob::BlobError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, sightline_blob::BlobError>>,
+    {
+        let started = std::time::Instant::now();
+        let mut attempt = 0u32;
+        loop {
+            match call().await {
+                Err(e) if e.is_transient() && started.elapsed() < UPLOAD_PATIENCE => {
+                    attempt += 1;
+                    let delay =
+                        sightline_bus::backoff(attempt.min(6), Duration::from_millis(500), Duration::from_secs(15));
+                    self.say(&format!(
+                        "object store unavailable, waiting (up to {} min): {e}",
+                        UPLOAD_PATIENCE.as_secs() / 60
+                    ));
+                    tokio::time::sleep(delay).await;
+                }
+                other => {
+                    if attempt > 0 && other.is_ok() {
+                        self.say("object store back, uploading");
+                    }
+                    return other;
+                }
+            }
+        }
+    }
+
+    fn say(&self, what: &str) {
+        let mut said = self.said.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if said.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+            *said = Some(std::time::Instant::now());
+            // Not `bar.println`: a hidden bar (stderr not a terminal) would swallow it.
+            self.bar.suspend(|| eprintln!("{what}"));
+        }
+    }
 }
 
 /// A progress bar of `len` steps, labelled `what`.

@@ -116,6 +116,10 @@ enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// Continue the interrupted upload of this job (printed when it started): files already
+        /// stored with the same size are not sent again, then the job is submitted.
+        #[arg(long, value_name = "JOB")]
+        resume: Option<uuid::Uuid>,
     },
     /// Show a job's progress.
     Status {
@@ -241,6 +245,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             wait,
             timeout_secs,
             json,
+            resume,
         } => {
             const KINDS: [&str; 3] = ["ingest", "dedup", "annotate"];
             let mut positional = positional.into_iter();
@@ -270,7 +275,8 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                 }
                 _ => anyhow::bail!("give a folder (or --collections), --s3-prefix or --urls"),
             };
-            remote::submit(&cli.common, source, kind, route, wait, timeout_secs, out.as_deref(), options, json).await
+            remote::submit(&cli.common, source, kind, route, wait, timeout_secs, out.as_deref(), options, json, resume)
+                .await
         }
         Command::Status { job, json } => remote::status(&cli.common, job, json).await,
         Command::Results { job, json } => remote::results(&cli.common, job, json).await,

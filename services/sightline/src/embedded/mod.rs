@@ -70,7 +70,7 @@ pub async fn annotate_into(
     let route = crate::jobs::default_route("annotate")?;
     let stages = route.iter().map(|s| stage_for(s)).collect::<anyhow::Result<Vec<_>>>()?;
     let backends = Backends::embedded(&out.join("storage")).context("open local storage")?;
-    upload_dir(backends.blob.clone(), dir, &upload_prefix(job), true).await?;
+    upload_dir(backends.blob.clone(), dir, &upload_prefix(job), true, false).await?;
     let run = run_embedded_job(&backends, job, "annotate", route, Default::default(), stages).await?;
     write_outputs(out, &run.records)?;
     annotate_outputs(out, backends.blob.as_ref(), job, &run.records).await?;
@@ -84,7 +84,7 @@ pub async fn run_embedded(dir: &Path, out: &Path, kind: &str, route: Vec<String>
     let storage = out.join("storage");
     let backends = Backends::embedded(&storage).context("open local storage")?;
     let started = std::time::Instant::now();
-    let uploaded = upload_dir(backends.blob.clone(), dir, &upload_prefix(job), kind == "annotate").await?;
+    let uploaded = upload_dir(backends.blob.clone(), dir, &upload_prefix(job), kind == "annotate", false).await?.sent;
     let run = run_embedded_job(&backends, job, kind, route.clone(), Default::default(), stages).await?;
     let elapsed = started.elapsed();
     write_outputs(out, &run.records)?;

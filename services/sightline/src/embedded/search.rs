@@ -247,7 +247,7 @@ impl Photos {
         // One collection for the whole folder: record names are `FOLDER/` + the path in `dir`.
         let collection = format!("{FOLDER}/");
         let uploads = files.iter().map(|(path, name)| (path.clone(), format!("{collection}{name}"))).collect();
-        upload_files(backends.blob.clone(), uploads, &upload_prefix(job)).await?;
+        upload_files(backends.blob.clone(), uploads, &upload_prefix(job), false).await?;
         let kind = if zoom > 0 { JOB_SEARCH } else { JOB_CATALOG };
         let mut options = kind_options(kind);
         if zoom > 0 {

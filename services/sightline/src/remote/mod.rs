@@ -37,15 +37,34 @@ pub async fn submit(
     out: Option<&Path>,
     options: Vec<(String, String)>,
     json: bool,
+    resume: Option<Uuid>,
 ) -> anyhow::Result<i32> {
     let backends = Backends::distributed(common, "sightline-cli").await.context("connect to the services")?;
-    let job = Uuid::new_v4();
+    let job = match resume {
+        Some(job) => {
+            if !matches!(source, SubmitSource::Dir(_)) {
+                bail!("--resume continues an interrupted upload: give the same folder again");
+            }
+            if backends.coord.job_status(&job.to_string()).await.context("look up the job")?.is_some() {
+                bail!("job {job} was submitted already: `sightline status {job}`");
+            }
+            job
+        }
+        None => Uuid::new_v4(),
+    };
     let source = match source {
         SubmitSource::Dir(dir) => {
             let prefix = upload_prefix(job);
-            let n = upload_dir(backends.blob.clone(), &dir, &prefix, kind == "annotate").await?;
             if !json {
-                eprintln!("uploaded {n} files to {prefix}");
+                eprintln!(
+                    "job {job}: uploading {} (if interrupted: the same command with --resume {job})",
+                    dir.display()
+                );
+            }
+            let up = upload_dir(backends.blob.clone(), &dir, &prefix, kind == "annotate", resume.is_some()).await?;
+            if !json {
+                let kept = if up.kept > 0 { format!(" ({} stored already)", up.kept) } else { String::new() };
+                eprintln!("uploaded {} files to {prefix}{kept}", up.sent);
             }
             Source::S3Prefix { prefix }
         }
@@ -54,7 +73,7 @@ pub async fn submit(
     };
     let mut spec = spec(kind, route.clone(), source, job)?;
     spec.options.extend(options);
-    submit_job(backends.bus.as_ref(), &spec).await.context("publish job")?;
+    publish_patiently(&backends, &spec).await.context("publish job")?;
     if !wait {
         if json {
             println!("{}", serde_json::json!({ "job": job }));
@@ -86,6 +105,24 @@ pub async fn submit(
         None => {
             eprintln!("job {job} not finished after {timeout_secs}s; `sightline status {job}` to check later");
             Ok(3)
+        }
+    }
+}
+
+/// Publishes the job, retrying with capped backoff while the broker is unavailable (up to
+/// [`crate::jobs::UPLOAD_PATIENCE`]), saying what it waits for.
+async fn publish_patiently(backends: &Backends, spec: &sightline_messages::JobSpec) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let mut attempt = 0u32;
+    loop {
+        match submit_job(backends.bus.as_ref(), spec).await {
+            Err(e) if e.is_transient() && started.elapsed() < crate::jobs::UPLOAD_PATIENCE => {
+                attempt += 1;
+                let delay = sightline_bus::backoff(attempt.min(6), Duration::from_millis(500), Duration::from_secs(15));
+                eprintln!("broker unavailable, retrying in {:.1}s: {e}", delay.as_secs_f64());
+                tokio::time::sleep(delay).await;
+            }
+            other => return Ok(other?),
         }
     }
 }
