@@ -96,6 +96,9 @@ class Checker:
         if labels.get(PART_OF[0]) != PART_OF[1]:
             self.err(f"{where}: pod template lacks label {PART_OF[0]}={PART_OF[1]}")
         volumes = {v["name"] for v in pod_spec.get("volumes", [])}
+        for v in pod_spec.get("volumes", []):
+            if "secret" in v and v["secret"].get("secretName") not in self.secrets:
+                self.err(f"{where}: volume {v['name']} mounts Secret {v['secret'].get('secretName')}, which does not exist")
         for c in pod_spec.get("containers", []):
             cw = f"{where} container {c['name']}"
             for src in c.get("envFrom", []):

@@ -90,7 +90,7 @@ step() { # step NAME COMMAND... : runs it, records a failure, goes on
 renders=(
   "base|k8s/base|"
   "local|k8s/overlays/local|--expect-namespace sightline"
-  "production|k8s/overlays/production|--expect-namespace sightline --production --external-secret sightline-secrets=AMQP_URL,AWS_ACCESS_KEY_ID,AWS_SECRET_ACCESS_KEY --external-secret sightline-rabbitmq-http=host"
+  "production|k8s/overlays/production|--expect-namespace sightline --production --external-secret sightline-secrets=AMQP_URL,AWS_ACCESS_KEY_ID,AWS_SECRET_ACCESS_KEY --external-secret sightline-rabbitmq-http=host --external-secret sightline-search-keys=keys.toml"
 )
 echo "== render ($("$kubectl" version --client 2>/dev/null | tr '\n' ' '))"
 rendered=()

@@ -11,9 +11,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::FromRequestParts;
 use axum::extract::multipart::MultipartRejection;
 use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
@@ -29,6 +31,7 @@ use sightline_runtime::runner::submit_job;
 use tracing::{info, warn};
 use uuid::Uuid;
 
+use crate::auth::{Access, Denied, Key, Keys};
 use crate::catalog::{CatalogView, Catalogs};
 use sightline_messages::options::{DEFAULT_K, MAX_K, SEARCH_CATALOG, SEARCH_K};
 
@@ -54,6 +57,9 @@ pub struct ApiConfig {
     pub catalog_timeout: Duration,
     /// The largest request body, in bytes.
     pub max_body: usize,
+    /// The API keys requests must present; `None`: an open API (loopback only, see
+    /// [`crate::server::worker`]).
+    pub keys: Option<Arc<Keys>>,
 }
 
 impl Default for ApiConfig {
@@ -62,6 +68,7 @@ impl Default for ApiConfig {
             search_timeout: Duration::from_secs(60),
             catalog_timeout: Duration::from_secs(300),
             max_body: 20 * 1024 * 1024,
+            keys: None,
         }
     }
 }
@@ -79,11 +86,12 @@ pub struct ApiError {
     status: StatusCode,
     message: String,
     job: Option<Uuid>,
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
     fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self { status, message: message.into(), job: None }
+        Self { status, message: message.into(), job: None, retry_after: None }
     }
 
     fn bad_request(message: impl Into<String>) -> Self {
@@ -95,9 +103,19 @@ impl ApiError {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, format!("{what}: {e}"))
     }
 
+    fn denied(denied: Denied) -> Self {
+        Self { status: denied.status, message: denied.message, job: None, retry_after: denied.retry_after }
+    }
+
     fn with_job(mut self, job: Uuid) -> Self {
         self.job = Some(job);
         self
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
     }
 }
 
@@ -107,7 +125,39 @@ impl IntoResponse for ApiError {
         if let Some(job) = self.job {
             body["job"] = json!(job);
         }
-        (self.status, axum::Json(body)).into_response()
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+/// The caller of a request: the key it presented (checked, and counted against its rate
+/// limit, before the handler runs), or anyone when the API is open.
+struct Caller(Option<Arc<Key>>);
+
+impl FromRequestParts<ApiState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
+        let Some(keys) = &state.config.keys else { return Ok(Caller(None)) };
+        let header = parts.headers.get(header::AUTHORIZATION).map(HeaderValue::as_bytes);
+        let key = keys.authenticate(header).map_err(ApiError::denied)?;
+        Ok(Caller(Some(key)))
+    }
+}
+
+impl Caller {
+    /// Whether the caller may do `access` on `catalog` (403 otherwise).
+    fn allow(&self, catalog: &str, access: Access) -> Result<(), ApiError> {
+        match &self.0 {
+            Some(key) => key.allows(catalog, access).map_err(ApiError::denied),
+            None => Ok(()),
+        }
     }
 }
 
@@ -233,12 +283,14 @@ fn logo_mode(mode: Option<&str>) -> Result<bool, ApiError> {
 }
 
 async fn add_items(
+    caller: Caller,
     State(s): State<ApiState>,
     Path(name): Path<String>,
     Query(params): Query<AddParams>,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> ApiResult {
     valid_catalog(&name)?;
+    caller.allow(&name, Access::Write)?;
     let logo = logo_mode(params.mode.as_deref())?;
     let files = files(multipart).await?;
     let count = files.len();
@@ -302,12 +354,14 @@ async fn stored_image(s: &ApiState, key: &str) -> Result<(String, Bytes), ApiErr
 }
 
 async fn search(
+    caller: Caller,
     State(s): State<ApiState>,
     Query(params): Query<SearchParams>,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> ApiResult {
     let catalog = params.catalog.ok_or_else(|| ApiError::bad_request("missing query parameter: catalog"))?;
     valid_catalog(&catalog)?;
+    caller.allow(&catalog, Access::Read)?;
     let k = params.k.unwrap_or(DEFAULT_K).clamp(1, MAX_K);
     let logo = logo_mode(params.mode.as_deref())?;
     catalog_view(&s, &catalog).await?;
@@ -362,8 +416,9 @@ async fn search(
     }
 }
 
-async fn catalog_stats(State(s): State<ApiState>, Path(name): Path<String>) -> ApiResult {
+async fn catalog_stats(caller: Caller, State(s): State<ApiState>, Path(name): Path<String>) -> ApiResult {
     valid_catalog(&name)?;
+    caller.allow(&name, Access::Read)?;
     let view = catalog_view(&s, &name).await?;
     let with_text = view.items().filter(|i| !i.text.is_empty()).count();
     Ok(axum::Json(json!({
@@ -488,9 +543,18 @@ mod tests {
 
     impl Served {
         async fn start(max_body: usize) -> Self {
+            Self::start_with(max_body, None).await
+        }
+
+        async fn start_with(max_body: usize, keys: Option<Keys>) -> Self {
             let dir = tempfile::tempdir().expect("tempdir");
             let backends = Backends::embedded(dir.path()).expect("backends");
-            let config = ApiConfig { max_body, search_timeout: Duration::from_millis(300), ..ApiConfig::default() };
+            let config = ApiConfig {
+                max_body,
+                search_timeout: Duration::from_millis(300),
+                keys: keys.map(Arc::new),
+                ..ApiConfig::default()
+            };
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
             let addr = listener.local_addr().expect("addr");
             let app = router(backends.clone(), config, Arc::new(Catalogs::default()));
@@ -499,10 +563,16 @@ mod tests {
         }
 
         async fn request(&self, head: &str, content_type: &str, body: &[u8]) -> (u16, Value) {
+            let (code, _, body) = self.request_with(head, "", content_type, body).await;
+            (code, body)
+        }
+
+        /// A request with `extra` header lines (each ending in CRLF); (status, head, JSON body).
+        async fn request_with(&self, head: &str, extra: &str, content_type: &str, body: &[u8]) -> (u16, String, Value) {
             use tokio::io::{AsyncReadExt, AsyncWriteExt};
             let mut s = tokio::net::TcpStream::connect(self.addr).await.expect("connect");
             let req = format!(
-                "{head} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+                "{head} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{extra}Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
                 body.len()
             );
             s.write_all(req.as_bytes()).await.expect("write");
@@ -512,8 +582,8 @@ mod tests {
             let _ = s.read_to_end(&mut buf).await;
             let text = String::from_utf8_lossy(&buf).into_owned();
             let code = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).expect("status line");
-            let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-            (code, serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {text}")))
+            let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+            (code, head.to_owned(), serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {text}")))
         }
     }
 
@@ -600,6 +670,54 @@ mod tests {
         blob.put("photos/huge.jpg", Bytes::from(vec![0u8; 2 << 20])).await.expect("put huge");
         let (code, out) = api.request("POST /v1/search?catalog=shop&key=photos/huge.jpg", "text/plain", b"").await;
         assert_eq!(code, 413, "{out}");
+    }
+
+    #[tokio::test]
+    async fn with_keys_the_api_refuses_whoever_has_no_valid_one() {
+        let (reader, reader_hash) = crate::auth::new_token();
+        let (writer, writer_hash) = crate::auth::new_token();
+        let keys = Keys::parse(&format!(
+            "[[key]]\nname = \"front\"\nsha256 = \"{reader_hash}\"\ncatalogs = [\"shop\"]\nread_only = true\nper_minute = 5\n\
+             [[key]]\nname = \"admin\"\nsha256 = \"{writer_hash}\"\n"
+        ))
+        .expect("keys");
+        let api = Served::start_with(1 << 20, Some(keys)).await;
+        let (ct, small) = multipart("q.jpg", b"jpeg");
+        let auth = |t: &str| format!("Authorization: Bearer {t}\r\n");
+
+        // No key, a wrong key, a malformed header: 401 as JSON, nothing stored, no job.
+        for extra in [String::new(), auth("slk_0000"), "Authorization: Basic Zm9vOmJhcg==\r\n".to_owned()] {
+            let (code, head, body) = api.request_with("POST /v1/catalog/shop/items", &extra, &ct, &small).await;
+            assert_eq!(code, 401, "{extra:?}: {body}");
+            assert!(body["error"].is_string() && body.get("job").is_none(), "{body}");
+            assert!(head.to_lowercase().contains("www-authenticate: bearer"), "{head}");
+        }
+        assert!(api.backends.blob.list("uploads/").await.expect("list").is_empty(), "nothing uploaded");
+
+        // A read-only key may not add; a key may not touch another catalogue: 403.
+        let (code, _, body) = api.request_with("POST /v1/catalog/shop/items", &auth(&reader), &ct, &small).await;
+        assert_eq!(code, 403, "{body}");
+        assert!(body["error"].as_str().unwrap_or("").contains("only read"), "{body}");
+        let (code, _, body) = api.request_with("GET /v1/catalog/other", &auth(&reader), "text/plain", b"").await;
+        assert_eq!(code, 403, "{body}");
+        // Within its rights it gets through (to the catalogue's own 404 here).
+        let (code, _, body) = api.request_with("GET /v1/catalog/shop", &auth(&reader), "text/plain", b"").await;
+        assert_eq!((code, body["error"].as_str()), (404, Some("no catalogue \"shop\"")));
+        // The writer adds items.
+        let (code, _, body) = api.request_with("POST /v1/catalog/shop/items", &auth(&writer), &ct, &small).await;
+        assert_eq!(code, 202, "{body}");
+
+        // Over its rate (5 a minute, 3 spent): 429 with Retry-After.
+        let mut last = (0, String::new(), Value::Null);
+        for _ in 0..3 {
+            last = api.request_with("GET /v1/catalog/shop", &auth(&reader), "text/plain", b"").await;
+        }
+        let (code, head, body) = last;
+        assert_eq!(code, 429, "{body}");
+        assert!(head.to_lowercase().contains("retry-after:"), "{head}");
+        // The description stays public.
+        let (code, doc) = api.request("GET /v1/openapi.json", "text/plain", b"").await;
+        assert_eq!((code, doc["openapi"].as_str()), (200, Some("3.0.3")));
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! it under one shutdown token: the `sightline-index` binary.
 
 pub mod api;
+pub mod auth;
 pub mod catalog;
 pub mod logo;
 pub mod query;

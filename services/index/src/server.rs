@@ -14,6 +14,7 @@ use tracing::{info, warn};
 
 use crate::IndexStage;
 use crate::api::{self, ApiConfig};
+use crate::auth::Keys;
 use crate::catalog::{CatalogConfig, Catalogs, Compaction};
 
 /// Index server options (flags with environment variables).
@@ -34,12 +35,34 @@ pub struct IndexArgs {
     /// How often this replica checks the catalogues it serves for a snapshot to write.
     #[arg(long, env = "SEARCH_SNAPSHOT_SECS", default_value_t = 30)]
     pub snapshot_secs: u64,
+    /// The API keys the search API requires: a TOML file of the tokens' SHA-256 digests
+    /// (`sightline api-key` makes one; docs/search.md). Without it the API answers anyone, which
+    /// is allowed on a loopback address only.
+    #[arg(long, env = "SEARCH_API_KEYS", value_name = "FILE")]
+    pub api_keys: Option<std::path::PathBuf>,
 }
 
 /// The index worker: binds the search API's address now (a taken port fails the process at
 /// once; requests wait in the backlog until the backends are connected), and runs the index
 /// stage with the API and the compactor beside it, sharing its catalogues.
 pub fn worker(args: &IndexArgs) -> std::io::Result<Worker> {
+    let keys = match &args.api_keys {
+        Some(path) => {
+            let keys = Keys::load(path).map_err(std::io::Error::other)?;
+            info!(keys = keys.len(), file = %path.display(), "search api: requests need an API key");
+            Some(Arc::new(keys))
+        }
+        None if args.search_addr.ip().is_loopback() => {
+            warn!(addr = %args.search_addr, "search api: open to anyone on this host (no SEARCH_API_KEYS)");
+            None
+        }
+        None => {
+            return Err(std::io::Error::other(format!(
+                "refusing to serve the search API on {} without API keys: set SEARCH_API_KEYS (docs/search.md)",
+                args.search_addr
+            )));
+        }
+    };
     let listener = std::net::TcpListener::bind(args.search_addr)
         .map_err(|e| std::io::Error::new(e.kind(), format!("bind search API on {}: {e}", args.search_addr)))?;
     let catalogs = Arc::new(Catalogs::new(CatalogConfig {
@@ -49,7 +72,11 @@ pub fn worker(args: &IndexArgs) -> std::io::Result<Worker> {
     }));
     let server = SearchServer {
         listener,
-        config: ApiConfig { search_timeout: Duration::from_secs(args.search_timeout_secs), ..ApiConfig::default() },
+        config: ApiConfig {
+            search_timeout: Duration::from_secs(args.search_timeout_secs),
+            keys,
+            ..ApiConfig::default()
+        },
         catalogs: catalogs.clone(),
         every: Duration::from_secs(args.snapshot_secs.max(1)),
     };

@@ -194,6 +194,49 @@ enum Command {
         #[command(subcommand)]
         command: models::ModelsCommand,
     },
+    /// Make an API key for the search API: prints the key's entry for the server's key file
+    /// (SEARCH_API_KEYS) on stdout, and the token, which is stored nowhere, on stderr:
+    /// `sightline api-key --name shop-front --catalog shop --read-only >> keys.toml`.
+    ApiKey {
+        /// The key's name (logged with its requests).
+        #[arg(long)]
+        name: String,
+        /// A catalogue the key may use (repeatable; default: every catalogue).
+        #[arg(long = "catalog", value_name = "NAME")]
+        catalogs: Vec<String>,
+        /// The key may search and read statistics, not add items.
+        #[arg(long)]
+        read_only: bool,
+        /// Requests per minute.
+        #[arg(long, default_value_t = sightline_index::auth::DEFAULT_PER_MINUTE)]
+        per_minute: u32,
+        /// Print one JSON object (name, token, sha256, entry) instead.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `sightline api-key`: a fresh token and its key-file entry (checked by parsing it back).
+fn api_key(name: &str, catalogs: &[String], read_only: bool, per_minute: u32, json: bool) -> anyhow::Result<i32> {
+    use sightline_index::auth;
+    for c in catalogs {
+        sightline_index::api::valid_catalog(c).map_err(|e| anyhow::anyhow!("--catalog: {e}"))?;
+    }
+    let (token, sha256) = auth::new_token();
+    let catalogs = if catalogs.is_empty() { vec!["*".to_owned()] } else { catalogs.to_vec() };
+    let quoted: Vec<String> = catalogs.iter().map(|c| format!("{c:?}")).collect();
+    let entry = format!(
+        "[[key]]\nname = {name:?}\nsha256 = \"{sha256}\"\ncatalogs = [{}]\nread_only = {read_only}\nper_minute = {per_minute}\n",
+        quoted.join(", ")
+    );
+    auth::Keys::parse(&entry).map_err(|e| anyhow::anyhow!("key entry: {e}"))?;
+    if json {
+        println!("{}", serde_json::json!({ "name": name, "token": token, "sha256": sha256, "entry": entry }));
+    } else {
+        print!("\n{entry}");
+        eprintln!("token for {name:?} (give it to the client; only its SHA-256 is kept): {token}");
+    }
+    Ok(0)
 }
 
 #[tokio::main]
@@ -288,5 +331,8 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Review(args) => sightline::review::run(&cli.common, args).await,
         Command::Cluster(args) => tokio::task::spawn_blocking(move || cluster::run(args)).await?,
         Command::Models { command } => tokio::task::spawn_blocking(move || models::run(command)).await?,
+        Command::ApiKey { name, catalogs, read_only, per_minute, json } => {
+            api_key(&name, &catalogs, read_only, per_minute, json)
+        }
     }
 }
