@@ -332,7 +332,7 @@ mod tests {
             ),
             (&format!("[[key]]\nname = \"a\"\nsha256 = \"{}\"\nper_minute = 0\n", "0".repeat(64)), "at least 1"),
         ] {
-            let err = Keys::parse(text).err().expect("refused");
+            let err = Keys::parse(text).expect_err("refused");
             assert!(err.contains(needle), "{text:?}: {err}");
         }
     }
