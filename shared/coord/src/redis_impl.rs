@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::AsyncCommands;
-use redis::aio::ConnectionManager;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use crate::near;
 use crate::{Coord, CoordError, FINAL_SCOPE, JOB_TTL, JobStatus, NearKey, NearMatch, Tally};
@@ -15,6 +15,18 @@ use crate::{Coord, CoordError, FINAL_SCOPE, JOB_TTL, JobStatus, NearKey, NearMat
 pub struct RedisCoord {
     conn: ConnectionManager,
     prefix: String,
+}
+
+/// Fail fast while Redis is away: a command waits through two quick reconnect attempts (not
+/// the default six, about 6 s), a connection attempt at most 3 s and an answer at most 10 s.
+/// Waiting out an outage is the runner's job (`sightline_runtime::outage`), which pauses and
+/// probes instead of holding every call.
+fn manager_config() -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
+        .set_number_of_retries(2)
+        .set_max_delay(Duration::from_secs(1))
+        .set_connection_timeout(Some(Duration::from_secs(3)))
+        .set_response_timeout(Some(Duration::from_secs(10)))
 }
 
 fn unavailable(e: redis::RedisError) -> CoordError {
@@ -143,7 +155,7 @@ impl RedisCoord {
     /// Connects with a custom key prefix (tests use one per run).
     pub async fn connect_with_prefix(url: &str, prefix: &str) -> Result<Self, CoordError> {
         let client = redis::Client::open(url).map_err(|e| CoordError::Unavailable(format!("bad redis url: {e}")))?;
-        let conn = ConnectionManager::new(client).await.map_err(unavailable)?;
+        let conn = ConnectionManager::new_with_config(client, manager_config()).await.map_err(unavailable)?;
         Ok(Self { conn, prefix: prefix.to_owned() })
     }
 

@@ -77,7 +77,7 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
 /// The probe's backoff: from this...
 const PROBE_BASE: Duration = Duration::from_millis(250);
 /// ...to at most this between probes, so a dependency that comes back is noticed within it.
-const PROBE_MAX: Duration = Duration::from_secs(5);
+const PROBE_MAX: Duration = Duration::from_secs(2);
 
 /// The outages a runner knows of, shared by its message tasks, its consume loop and `/readyz`.
 pub struct Outages {
