@@ -128,3 +128,82 @@ impl Drop for OwnS3 {
         let _ = self.script("stop").output();
     }
 }
+
+/// A RabbitMQ node of its own (Debian's `rabbitmq-server`) with its own node name, ports, config
+/// and data folder, run in the foreground as a child so the test can stop and restart it.
+pub struct OwnRabbit {
+    /// Its AMQP port.
+    pub port: u16,
+    node: String,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl OwnRabbit {
+    /// Starts one with its files in `dir`.
+    pub fn start(dir: &Path) -> Self {
+        let port = free_port_with_grpc();
+        for sub in ["mnesia", "log"] {
+            std::fs::create_dir_all(dir.join(sub)).expect("rabbitmq dir");
+        }
+        std::fs::write(dir.join("enabled_plugins"), "[].\n").expect("plugins file");
+        std::fs::write(dir.join("rabbitmq.conf"), format!("listeners.tcp.local = 127.0.0.1:{port}\n")).expect("config");
+        // Run as root, rabbitmq-server drops to the `rabbitmq` user: the files must be its own.
+        if Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n")) {
+            run_ok(Command::new("chown").args(["-R", "rabbitmq:rabbitmq"]).arg(dir));
+        }
+        let mut rabbit = Self { port, node: format!("sl-drill-{port}@localhost"), dir: dir.to_owned(), child: None };
+        rabbit.up();
+        rabbit
+    }
+
+    /// `amqp://guest:guest@127.0.0.1:PORT/%2f`.
+    pub fn url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+    }
+
+    /// Starts it (again, over the same data) and waits until it accepts AMQP connections.
+    pub fn up(&mut self) {
+        assert!(self.child.is_none(), "rabbitmq already running");
+        let d = |f: &str| self.dir.join(f);
+        let child = Command::new("rabbitmq-server")
+            .env("RABBITMQ_NODENAME", &self.node)
+            .env("RABBITMQ_CONFIG_FILE", d("rabbitmq.conf"))
+            .env("RABBITMQ_DIST_PORT", (self.port + 10_000).to_string())
+            .env("RABBITMQ_MNESIA_BASE", d("mnesia"))
+            .env("RABBITMQ_LOG_BASE", d("log"))
+            .env("RABBITMQ_PID_FILE", d("pid"))
+            .env("RABBITMQ_FEATURE_FLAGS_FILE", d("feature_flags"))
+            .env("RABBITMQ_ENABLED_PLUGINS_FILE", d("enabled_plugins"))
+            .current_dir(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn rabbitmq-server");
+        self.child = Some(child);
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(start.elapsed() < Duration::from_secs(90), "rabbitmq node {} did not start", self.node);
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Stops the node (`rabbitmqctl stop`) and waits for it to exit.
+    pub fn stop(&mut self) {
+        let _ = Command::new("rabbitmqctl").args(["-n", &self.node, "-q", "stop"]).output();
+        if let Some(mut child) = self.child.take() {
+            let start = Instant::now();
+            while matches!(child.try_wait(), Ok(None)) && start.elapsed() < Duration::from_secs(30) {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for OwnRabbit {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
