@@ -7,7 +7,8 @@
 #
 #   tests/drills/store-outage.sh [COLLECTIONS]     default ../shared/data/annotate/collections
 #
-# Environment: AFTER=25 OUTAGE=30 TIMEOUT=1800. Needs `cargo build --workspace --bins` and
+# Environment: AFTER=25 OUTAGE=30 TIMEOUT=1800; OUTAGE=0 runs the same job without a fault (the
+# baseline); RECORDS=FILE writes the job's records there (to compare two runs). Needs `cargo build --workspace --bins` and
 # `models/fetch.sh`; stops the workers it started (down.sh) at the end.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -28,9 +29,11 @@ job="$("$SL" submit annotate "$DATA" --json | python3 -c 'import json,sys; print
 echo "job $job submitted; the object store goes down in ${AFTER}s for ${OUTAGE}s" >&2
 sleep "$AFTER"
 at_stop="$("$SL" status "$job" --json)"
-deploy/local/services.sh stop >&2
-sleep "$OUTAGE"
-deploy/local/services.sh start >/dev/null
+if (( OUTAGE > 0 )); then
+    deploy/local/services.sh stop >&2
+    sleep "$OUTAGE"
+    deploy/local/services.sh start >/dev/null
+fi
 restarted=$SECONDS
 while :; do
     status="$("$SL" status "$job" --json 2>/dev/null || echo '{}')"
@@ -41,6 +44,7 @@ while :; do
     sleep 2
 done
 recover=$((SECONDS - restarted))
+[[ -z "${RECORDS:-}" ]] || "$SL" results "$job" --json >"$RECORDS"
 letters="{"
 for s in $STAGES; do
     letters+="\"$s\": $("$SL" dlq list "$s" --json --limit 100000 | python3 -c 'import json,sys; l=[x for x in json.load(sys.stdin) if x.get("job")==sys.argv[1]]; print(json.dumps({"dead": len(l), "exhausted": sum(1 for x in l if x.get("failure_kind") in ("exhausted","timeout"))}))' "$job"),"
