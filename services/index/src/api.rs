@@ -60,6 +60,8 @@ pub struct ApiConfig {
     /// The API keys requests must present; `None`: an open API (loopback only, see
     /// [`crate::server::worker`]).
     pub keys: Option<Arc<Keys>>,
+    /// How long a request retries an unavailable object store or broker before answering 503.
+    pub patience: Duration,
 }
 
 impl Default for ApiConfig {
@@ -69,6 +71,7 @@ impl Default for ApiConfig {
             catalog_timeout: Duration::from_secs(300),
             max_body: 20 * 1024 * 1024,
             keys: None,
+            patience: Duration::from_secs(10),
         }
     }
 }
@@ -98,9 +101,20 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, message)
     }
 
+    /// 500: the error is logged; the client learns what failed, not the internals (addresses,
+    /// keys, a dependency's messages).
     fn internal(what: &str, e: impl std::fmt::Display) -> Self {
         warn!(error = %e, "{what}");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, format!("{what}: {e}"))
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, format!("{what} failed (details in the server log)"))
+    }
+
+    /// 503 with `Retry-After`: a dependency stayed unavailable through the request's retries.
+    fn unavailable(what: &str, dependency: &str, e: impl std::fmt::Display) -> Self {
+        warn!(error = %e, "{what}: {dependency} unavailable");
+        let mut err =
+            Self::new(StatusCode::SERVICE_UNAVAILABLE, format!("{what}: the {dependency} is unavailable, retry later"));
+        err.retry_after = Some(RETRY_AFTER_SECS);
+        err
     }
 
     fn denied(denied: Denied) -> Self {
@@ -232,9 +246,34 @@ async fn files(multipart: Result<Multipart, MultipartRejection>) -> Result<Vec<(
 
 use sightline_messages::now_ms;
 
+/// The `Retry-After` of a 503.
+const RETRY_AFTER_SECS: u64 = 5;
+
+/// Runs `call` again with capped backoff (250 ms doubling to 2 s) while `transient` says its
+/// error may pass, for up to `patience`; then returns the last error.
+async fn patiently<T, E, F, Fut>(patience: Duration, mut call: F, transient: fn(&E) -> bool) -> Result<T, E>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let started = std::time::Instant::now();
+    let mut attempt = 0u32;
+    loop {
+        match call().await {
+            Err(e) if transient(&e) && started.elapsed() < patience => {
+                attempt += 1;
+                let delay = sightline_bus::backoff(attempt.min(4), Duration::from_millis(125), Duration::from_secs(2));
+                tokio::time::sleep(delay).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Uploads `files` under `uploads/<job>/<collection>/` and publishes the job.
 async fn start_job(
     backends: &Backends,
+    patience: Duration,
     kind: &str,
     collection: &str,
     files: Vec<(String, Bytes)>,
@@ -244,7 +283,15 @@ async fn start_job(
     let prefix = format!("uploads/{job}/");
     for (name, bytes) in files {
         let key = format!("{prefix}{collection}/{name}");
-        backends.blob.put(&key, bytes).await.map_err(|e| ApiError::internal("upload image", e))?;
+        patiently(patience, || backends.blob.put(&key, bytes.clone()), sightline_blob::BlobError::is_transient)
+            .await
+            .map_err(|e| {
+            if e.is_transient() {
+                ApiError::unavailable("upload image", "object store", e)
+            } else {
+                ApiError::internal("upload image", e)
+            }
+        })?;
     }
     // The decisions of the job's kind (catalogue items and queries are never noise).
     let mut options = options;
@@ -259,7 +306,15 @@ async fn start_job(
         options,
         submitted_at_ms: now_ms(),
     };
-    submit_job(backends.bus.as_ref(), &spec).await.map_err(|e| ApiError::internal("publish job", e))?;
+    patiently(patience, || submit_job(backends.bus.as_ref(), &spec), sightline_bus::BusError::is_transient)
+        .await
+        .map_err(|e| {
+            if e.is_transient() {
+                ApiError::unavailable("publish job", "broker", e)
+            } else {
+                ApiError::internal("publish job", e)
+            }
+        })?;
     info!(job = %job, kind, collection, "job submitted");
     Ok(job)
 }
@@ -300,7 +355,7 @@ async fn add_items(
     if logo {
         options.insert(SEARCH_MODE.to_owned(), "logo".to_owned());
     }
-    let job = start_job(&s.backends, KIND_CATALOG, &name, files, options).await?;
+    let job = start_job(&s.backends, s.config.patience, KIND_CATALOG, &name, files, options).await?;
     if !params.wait {
         return Ok((StatusCode::ACCEPTED, axum::Json(json!({ "job": job, "files": count }))).into_response());
     }
@@ -384,7 +439,9 @@ async fn search(
         // The embed stage also embeds the query's zoomed-in view (docs/search.md, "Query zoom").
         options.insert(EMBED_ZOOM.to_owned(), QUERY_ZOOM.to_string());
     }
-    let job = start_job(&s.backends, KIND_SEARCH, QUERY_COLLECTION, std::mem::take(&mut files), options).await?;
+    let job =
+        start_job(&s.backends, s.config.patience, KIND_SEARCH, QUERY_COLLECTION, std::mem::take(&mut files), options)
+            .await?;
     match wait_for_job(s.backends.coord.as_ref(), job, |_| {}, Some(s.config.search_timeout)).await {
         Ok(Some(_)) => {}
         Ok(None) => {
@@ -547,12 +604,19 @@ mod tests {
         }
 
         async fn start_with(max_body: usize, keys: Option<Keys>) -> Self {
+            Self::start_on(max_body, keys, |_| {}).await
+        }
+
+        /// Served over the embedded backends as `adjust` leaves them.
+        async fn start_on(max_body: usize, keys: Option<Keys>, adjust: impl FnOnce(&mut Backends)) -> Self {
             let dir = tempfile::tempdir().expect("tempdir");
-            let backends = Backends::embedded(dir.path()).expect("backends");
+            let mut backends = Backends::embedded(dir.path()).expect("backends");
+            adjust(&mut backends);
             let config = ApiConfig {
                 max_body,
                 search_timeout: Duration::from_millis(300),
                 keys: keys.map(Arc::new),
+                patience: Duration::from_millis(400),
                 ..ApiConfig::default()
             };
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -718,6 +782,52 @@ mod tests {
         // The description stays public.
         let (code, doc) = api.request("GET /v1/openapi.json", "text/plain", b"").await;
         assert_eq!((code, doc["openapi"].as_str()), (200, Some("3.0.3")));
+    }
+
+    /// An object store that refuses every connection.
+    struct Refusing;
+
+    #[async_trait::async_trait]
+    impl sightline_blob::BlobStore for Refusing {
+        async fn put(&self, key: &str, _: Bytes) -> Result<(), sightline_blob::BlobError> {
+            Err(sightline_blob::BlobError::Unavailable(format!("put {key}: connect 10.1.2.3:8333: connection refused")))
+        }
+        async fn put_if_absent(
+            &self,
+            key: &str,
+            b: Bytes,
+        ) -> Result<sightline_blob::PutOutcome, sightline_blob::BlobError> {
+            self.put(key, b).await.map(|()| sightline_blob::PutOutcome::Created)
+        }
+        async fn get(&self, key: &str) -> Result<Bytes, sightline_blob::BlobError> {
+            self.put(key, Bytes::new()).await.map(|()| Bytes::new())
+        }
+        async fn head(&self, key: &str) -> Result<Option<sightline_blob::BlobMeta>, sightline_blob::BlobError> {
+            self.put(key, Bytes::new()).await.map(|()| None)
+        }
+        async fn list(&self, prefix: &str) -> Result<Vec<String>, sightline_blob::BlobError> {
+            self.put(prefix, Bytes::new()).await.map(|()| Vec::new())
+        }
+        async fn delete(&self, key: &str) -> Result<(), sightline_blob::BlobError> {
+            self.put(key, Bytes::new()).await
+        }
+        async fn health(&self) -> Result<(), sightline_blob::BlobError> {
+            self.put("", Bytes::new()).await
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unavailable_object_store_is_a_503_to_retry_without_internals() {
+        let api = Served::start_on(1 << 20, None, |b| b.blob = Arc::new(Refusing)).await;
+        let (ct, body) = multipart("a.jpg", b"jpeg");
+        let started = std::time::Instant::now();
+        let (code, head, out) = api.request_with("POST /v1/catalog/shop/items", "", &ct, &body).await;
+        assert_eq!(code, 503, "{out}");
+        assert!(started.elapsed() >= Duration::from_millis(400), "retried for its patience first");
+        assert!(head.to_lowercase().contains("retry-after: 5"), "{head}");
+        let message = out["error"].as_str().expect("error");
+        assert!(message.contains("object store is unavailable"), "{message}");
+        assert!(!message.contains("10.1.2.3") && !message.contains("refused"), "no internals: {message}");
     }
 
     #[test]
