@@ -22,7 +22,7 @@ DEFAULT_PREFETCH = 8
 CONFIG_KEYS = {"REDIS_URL", "S3_ENDPOINT", "S3_BUCKET", "S3_REGION", "ADMIN_ADDR", "LOG_FORMAT", "RUST_LOG"}
 SECRET_KEYS = {"AMQP_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
 PART_OF = ("app.kubernetes.io/part-of", "sightline")
-CORE_GROUPS = {"v1", "apps/v1", "batch/v1", "policy/v1"}
+CORE_GROUPS = {"v1", "apps/v1", "batch/v1", "policy/v1", "networking.k8s.io/v1"}
 
 # KEDA's models accept unknown fields, as a CRD without strict validation would: these lists
 # catch typos such as `minReplicasCount` that KEDA would silently ignore.
@@ -313,8 +313,40 @@ class Checker:
         if self.production and self.of("Secret"):
             self.err(f"production renders Secrets {sorted(self.of('Secret'))}: an apply would overwrite the real ones")
 
+    # ---------------------------------------------------------- NetworkPolicies
+    def check_network_policies(self):
+        """Every pod template is under a default deny (a policy selecting it with both policy
+        types and no rules), and every named port a policy allows exists on the pods it selects."""
+        pods = [(f"Deployment/{n}", d["spec"]["template"]) for n, d in self.of("Deployment").items()]
+        pods += [(f"CronJob/{n}", c["spec"]["jobTemplate"]["spec"]["template"]) for n, c in self.of("CronJob").items()]
+        policies = self.of("NetworkPolicy")
+
+        def selects(pol, tmpl):
+            sel = pol["spec"].get("podSelector", {}).get("matchLabels", {})
+            labels = tmpl["metadata"].get("labels", {})
+            return all(labels.get(k) == v for k, v in sel.items())
+
+        for where, tmpl in pods:
+            deny = [n for n, p in policies.items() if selects(p, tmpl)
+                    and set(p["spec"].get("policyTypes", [])) == {"Ingress", "Egress"}
+                    and not p["spec"].get("ingress") and not p["spec"].get("egress")]
+            if not deny:
+                self.err(f"{where}: no default-deny NetworkPolicy selects its pods")
+            ports = {p.get("name") for c in tmpl["spec"].get("containers", []) for p in c.get("ports", [])}
+            for n, pol in policies.items():
+                if not selects(pol, tmpl):
+                    continue
+                for rule in pol["spec"].get("ingress", []):
+                    for port in rule.get("ports", []):
+                        if where.startswith("Deployment/") and isinstance(port.get("port"), str) \
+                                and port["port"] not in ports:
+                            self.err(f"NetworkPolicy/{n}: allows port {port['port']!r}, which {where} does not name")
+        if not policies:
+            self.err("no NetworkPolicy rendered")
+
     def run(self):
         self.check_common()
+        self.check_network_policies()
         self.check_deployments()
         self.check_pdbs()
         self.check_keda()
