@@ -13,6 +13,7 @@ mod annotate_stages;
 mod dedup;
 mod face;
 mod faults;
+mod hostile;
 mod ocr;
 mod search;
 

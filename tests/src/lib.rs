@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 pub use sightline_test_support::{fixture_path, repo};
 
+pub mod hostile;
 pub mod own;
 
 /// Path of a workspace binary (built by `cargo build --bins` before the tests).
@@ -208,6 +209,19 @@ impl Worker {
         }
         let child = cmd.spawn().expect("spawn worker");
         Self { child, admin, log }
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Its peak resident memory so far (`VmHWM`), in bytes, while it runs (Linux).
+    pub fn peak_rss(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+        let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kb * 1024)
     }
 
     /// Whether the process is still running.
