@@ -93,3 +93,72 @@ fn hostile_inputs_fail_cleanly_and_spare_the_good_images() {
         assert!(peak < RSS_BOUND, "{stage} peaked at {peak} bytes, over the bound {RSS_BOUND}");
     }
 }
+
+/// Messages nobody should send, published raw to the ingest queue: each is dead-lettered as
+/// `undecodable` with its reason, and the worker goes on to handle a good job.
+#[test]
+fn hostile_messages_are_dead_lettered_with_a_reason_and_the_worker_goes_on() {
+    use sightline_bus::{AmqpBus, AmqpConfig, Bus, Outgoing};
+    use sightline_messages::{Envelope, KIND_JOB, Meta};
+
+    let services = Services::start();
+    let worker = Worker::start(&services, "ingest", &[]);
+    let url = services.env("AMQP_URL").expect("AMQP_URL").to_owned();
+    // A map {"job_id": 5}: MessagePack of the wrong shape and types for a job.
+    let wrong_types = [&[0x81u8, 0xA6][..], b"job_id", &[0x05]].concat();
+    let valid_job = {
+        let spec = sightline_messages::JobSpec {
+            job_id: uuid::Uuid::new_v4(),
+            kind: "ingest".into(),
+            route: vec!["ingest".into()],
+            source: sightline_messages::Source::Urls { urls: vec![], collection: "c".into() },
+            options: Default::default(),
+            submitted_at_ms: 0,
+        };
+        sightline_messages::to_msgpack(&spec).expect("encode")
+    };
+    let cases: Vec<(&str, &str, u16, Vec<u8>)> = vec![
+        ("malformed msgpack", KIND_JOB, 1, vec![0xC1, 0xFF, 0x00, 0x13, 0x37]),
+        ("wrong types", KIND_JOB, 1, wrong_types),
+        ("unknown kind", "job.delete-everything", 1, valid_job.clone()),
+        ("newer schema", KIND_JOB, 999, valid_job),
+        ("empty kind", "", 1, Vec::new()),
+        ("8 MiB of garbage", KIND_JOB, 1, vec![0xD9; 8 << 20]),
+    ];
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let bus = AmqpBus::new(AmqpConfig::new(url, "e2e-hostile-messages"));
+        bus.declare(&sightline_messages::STAGES).await.expect("declare");
+        let batch: Vec<Outgoing> = cases
+            .iter()
+            .map(|(_, kind, version, body)| Outgoing {
+                stage: "ingest".into(),
+                envelope: Envelope {
+                    meta: Meta::new(uuid::Uuid::new_v4(), uuid::Uuid::new_v4(), kind, *version),
+                    body: body.clone(),
+                },
+            })
+            .collect();
+        bus.publish(&batch).await.expect("publish");
+    });
+
+    // The worker goes on: a good job after them completes.
+    let dir = services.scratch.path().join("good");
+    sightline_tests::copy_fixtures("sample/Honeydew-Melon", &["img000.jpg", "img003.jpg"], &dir.join("melon"));
+    let (_, out) = services.submit_and_wait(&[dir.to_str().expect("utf8")], 120);
+    assert_eq!(out["status"]["outcomes"]["ok"].as_u64(), Some(2), "{out}");
+    assert!(worker.log_text().contains("dead-lettered"), "{}", worker.log_text());
+
+    let letters = services.sightline_json(&["dlq", "list", "ingest", "--json"]);
+    let letters = letters.as_array().expect("array");
+    assert_eq!(letters.len(), cases.len(), "one dead letter per hostile message: {letters:?}");
+    for l in letters {
+        assert_eq!(l["failure_kind"], "undecodable", "{l}");
+        assert!(l["reason"].as_str().is_some_and(|r| !r.is_empty()), "{l}");
+    }
+    let reasons: Vec<&str> = letters.iter().filter_map(|l| l["reason"].as_str()).collect();
+    assert!(reasons.iter().any(|r| r.contains("unknown message kind")), "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.contains("999")), "the newer schema is named: {reasons:?}");
+    let mut worker = worker;
+    assert!(worker.is_running());
+}

@@ -60,6 +60,11 @@ impl Services {
         Self { env, vhost, scratch }
     }
 
+    /// The value of `name` in the services' environment (`AMQP_URL`, `REDIS_URL`...).
+    pub fn env(&self, name: &str) -> Option<&str> {
+        self.env.get(name).map(String::as_str)
+    }
+
     /// Points every command and worker started from now on at another instance of a service:
     /// `REDIS_URL`, `S3_ENDPOINT`... (the fault drills' own Redis and object store).
     pub fn set_env(&mut self, name: &str, value: &str) {
