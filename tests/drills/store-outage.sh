@@ -3,7 +3,8 @@
 # collection folder through one worker per stage (deploy/local/up.sh, debug build), with the
 # local SeaweedFS stopped AFTER seconds into the job and started again OUTAGE seconds later.
 # Prints one JSON line: images, outcomes, this job's dead letters per stage (and how many are
-# `exhausted`, i.e. spent on the outage), the seconds from the restart to the job's end.
+# `exhausted`, i.e. spent on the outage), the seconds from the restart to the job's end, and
+# each worker's peak resident memory.
 #
 #   tests/drills/store-outage.sh [COLLECTIONS]     default ../shared/data/annotate/collections
 #
@@ -45,14 +46,22 @@ while :; do
 done
 recover=$((SECONDS - restarted))
 [[ -z "${RECORDS:-}" ]] || "$SL" results "$job" --json >"$RECORDS"
+# Peak resident memory of each worker so far (VmHWM), in MiB.
+peaks="{"
+for pidfile in "$SIGHTLINE_STATE"/workers/*.pid; do
+    w="$(basename "$pidfile" .pid)"
+    kb="$(awk '/^VmHWM:/ {print $2}' "/proc/$(cat "$pidfile")/status" 2>/dev/null || echo 0)"
+    peaks+="\"$w\": $(( ${kb:-0} / 1024 )),"
+done
+peaks="${peaks%,}}"
 letters="{"
 for s in $STAGES; do
     letters+="\"$s\": $("$SL" dlq list "$s" --json --limit 100000 | python3 -c 'import json,sys; l=[x for x in json.load(sys.stdin) if x.get("job")==sys.argv[1]]; print(json.dumps({"dead": len(l), "exhausted": sum(1 for x in l if x.get("failure_kind") in ("exhausted","timeout"))}))' "$job"),"
 done
 letters="${letters%,}}"
-python3 - "$at_stop" "$status" "$letters" "$recover" "$AFTER" "$OUTAGE" <<'PY'
+python3 - "$at_stop" "$status" "$letters" "$recover" "$AFTER" "$OUTAGE" "$peaks" <<'PY'
 import json, sys
-at_stop, status, letters, recover, after, outage = sys.argv[1:]
+at_stop, status, letters, recover, after, outage, peaks = sys.argv[1:]
 s = json.loads(status)
 print(json.dumps({
     "after_s": int(after), "outage_s": int(outage),
@@ -60,5 +69,6 @@ print(json.dumps({
     "complete": s.get("complete"), "status": s.get("status"),
     "dead_letters": json.loads(letters),
     "seconds_from_restart_to_done": int(recover),
+    "peak_rss_mib": json.loads(peaks),
 }))
 PY
