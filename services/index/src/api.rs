@@ -108,8 +108,12 @@ impl ApiError {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, format!("{what} failed (details in the server log)"))
     }
 
-    /// 503 with `Retry-After`: a dependency stayed unavailable through the request's retries.
-    fn unavailable(what: &str, dependency: &str, e: impl std::fmt::Display) -> Self {
+    /// A dependency's failure: 503 with `Retry-After` when it stayed unavailable (`transient`)
+    /// through the request's retries, else 500.
+    fn dependency(what: &str, dependency: &str, transient: bool, e: impl std::fmt::Display) -> Self {
+        if !transient {
+            return Self::internal(what, e);
+        }
         warn!(error = %e, "{what}: {dependency} unavailable");
         let mut err =
             Self::new(StatusCode::SERVICE_UNAVAILABLE, format!("{what}: the {dependency} is unavailable, retry later"));
@@ -251,23 +255,13 @@ const RETRY_AFTER_SECS: u64 = 5;
 
 /// Runs `call` again with capped backoff (250 ms doubling to 2 s) while `transient` says its
 /// error may pass, for up to `patience`; then returns the last error.
-async fn patiently<T, E, F, Fut>(patience: Duration, mut call: F, transient: fn(&E) -> bool) -> Result<T, E>
+async fn patiently<T, E, F, Fut>(patience: Duration, call: F, transient: fn(&E) -> bool) -> Result<T, E>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, E>>,
 {
-    let started = std::time::Instant::now();
-    let mut attempt = 0u32;
-    loop {
-        match call().await {
-            Err(e) if transient(&e) && started.elapsed() < patience => {
-                attempt += 1;
-                let delay = sightline_bus::backoff(attempt.min(4), Duration::from_millis(125), Duration::from_secs(2));
-                tokio::time::sleep(delay).await;
-            }
-            other => return other,
-        }
-    }
+    sightline_bus::retry_for(patience, Duration::from_millis(125), Duration::from_secs(2), transient, |_, _| {}, call)
+        .await
 }
 
 /// Uploads `files` under `uploads/<job>/<collection>/` and publishes the job.
@@ -285,13 +279,7 @@ async fn start_job(
         let key = format!("{prefix}{collection}/{name}");
         patiently(patience, || backends.blob.put(&key, bytes.clone()), sightline_blob::BlobError::is_transient)
             .await
-            .map_err(|e| {
-            if e.is_transient() {
-                ApiError::unavailable("upload image", "object store", e)
-            } else {
-                ApiError::internal("upload image", e)
-            }
-        })?;
+            .map_err(|e| ApiError::dependency("upload image", "object store", e.is_transient(), e))?;
     }
     // The decisions of the job's kind (catalogue items and queries are never noise).
     let mut options = options;
@@ -308,13 +296,7 @@ async fn start_job(
     };
     patiently(patience, || submit_job(backends.bus.as_ref(), &spec), sightline_bus::BusError::is_transient)
         .await
-        .map_err(|e| {
-            if e.is_transient() {
-                ApiError::unavailable("publish job", "broker", e)
-            } else {
-                ApiError::internal("publish job", e)
-            }
-        })?;
+        .map_err(|e| ApiError::dependency("publish job", "broker", e.is_transient(), e))?;
     info!(job = %job, kind, collection, "job submitted");
     Ok(job)
 }
@@ -784,41 +766,13 @@ mod tests {
         assert_eq!((code, doc["openapi"].as_str()), (200, Some("3.0.3")));
     }
 
-    /// An object store that refuses every connection.
-    struct Refusing;
-
-    #[async_trait::async_trait]
-    impl sightline_blob::BlobStore for Refusing {
-        async fn put(&self, key: &str, _: Bytes) -> Result<(), sightline_blob::BlobError> {
-            Err(sightline_blob::BlobError::Unavailable(format!("put {key}: connect 10.1.2.3:8333: connection refused")))
-        }
-        async fn put_if_absent(
-            &self,
-            key: &str,
-            b: Bytes,
-        ) -> Result<sightline_blob::PutOutcome, sightline_blob::BlobError> {
-            self.put(key, b).await.map(|()| sightline_blob::PutOutcome::Created)
-        }
-        async fn get(&self, key: &str) -> Result<Bytes, sightline_blob::BlobError> {
-            self.put(key, Bytes::new()).await.map(|()| Bytes::new())
-        }
-        async fn head(&self, key: &str) -> Result<Option<sightline_blob::BlobMeta>, sightline_blob::BlobError> {
-            self.put(key, Bytes::new()).await.map(|()| None)
-        }
-        async fn list(&self, prefix: &str) -> Result<Vec<String>, sightline_blob::BlobError> {
-            self.put(prefix, Bytes::new()).await.map(|()| Vec::new())
-        }
-        async fn delete(&self, key: &str) -> Result<(), sightline_blob::BlobError> {
-            self.put(key, Bytes::new()).await
-        }
-        async fn health(&self) -> Result<(), sightline_blob::BlobError> {
-            self.put("", Bytes::new()).await
-        }
-    }
-
     #[tokio::test]
     async fn an_unavailable_object_store_is_a_503_to_retry_without_internals() {
-        let api = Served::start_on(1 << 20, None, |b| b.blob = Arc::new(Refusing)).await;
+        // The store's errors name an address and say "connection refused".
+        let api = Served::start_on(1 << 20, None, |b| {
+            b.blob = Arc::new(sightline_blob::Switchable::new(b.blob.clone(), false).0);
+        })
+        .await;
         let (ct, body) = multipart("a.jpg", b"jpeg");
         let started = std::time::Instant::now();
         let (code, head, out) = api.request_with("POST /v1/catalog/shop/items", "", &ct, &body).await;

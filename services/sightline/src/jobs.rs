@@ -28,6 +28,10 @@ pub use sightline_messages::now_ms;
 
 /// How long an upload keeps trying while the object store is unavailable.
 pub const UPLOAD_PATIENCE: Duration = Duration::from_secs(600);
+/// The backoff of those tries (and of publishing a job): from this...
+pub const RETRY_BASE: Duration = Duration::from_millis(500);
+/// ...to at most this.
+pub const RETRY_MAX: Duration = Duration::from_secs(15);
 
 /// Uploads every file under `dir` to `prefix` + relative path, 16 at a time, with a progress
 /// bar. Returns how many were uploaded. With `collections_only`, files directly in `dir` (a
@@ -141,33 +145,31 @@ impl Patience {
 
     /// Runs `call` until it succeeds, fails for good, or the store stayed unavailable for
     /// [`UPLOAD_PATIENCE`].
-    pub async fn retry<T, F, Fut>(&self, mut call: F) -> Result<T, sightline_blob::BlobError>
+    pub async fn retry<T, F, Fut>(&self, call: F) -> Result<T, sightline_blob::BlobError>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, sightline_blob::BlobError>>,
     {
-        let started = std::time::Instant::now();
-        let mut attempt = 0u32;
-        loop {
-            match call().await {
-                Err(e) if e.is_transient() && started.elapsed() < UPLOAD_PATIENCE => {
-                    attempt += 1;
-                    let delay =
-                        sightline_bus::backoff(attempt.min(6), Duration::from_millis(500), Duration::from_secs(15));
-                    self.say(&format!(
-                        "object store unavailable, waiting (up to {} min): {e}",
-                        UPLOAD_PATIENCE.as_secs() / 60
-                    ));
-                    tokio::time::sleep(delay).await;
-                }
-                other => {
-                    if attempt > 0 && other.is_ok() {
-                        self.say("object store back, uploading");
-                    }
-                    return other;
-                }
-            }
+        let mut waited = false;
+        let result = sightline_bus::retry_for(
+            UPLOAD_PATIENCE,
+            RETRY_BASE,
+            RETRY_MAX,
+            sightline_blob::BlobError::is_transient,
+            |e, _| {
+                waited = true;
+                self.say(&format!(
+                    "object store unavailable, waiting (up to {} min): {e}",
+                    UPLOAD_PATIENCE.as_secs() / 60
+                ));
+            },
+            call,
+        )
+        .await;
+        if waited && result.is_ok() {
+            self.say("object store back, uploading");
         }
+        result
     }
 
     fn say(&self, what: &str) {

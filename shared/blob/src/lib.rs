@@ -5,6 +5,7 @@
 pub mod conformance;
 mod local;
 mod s3;
+pub mod switchable;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -13,6 +14,7 @@ use thiserror::Error;
 
 pub use local::LocalStore;
 pub use s3::{S3Config, S3Store};
+pub use switchable::Switchable;
 
 /// What can go wrong with storage.
 #[derive(Debug, Error)]

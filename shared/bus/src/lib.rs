@@ -159,6 +159,38 @@ pub fn backoff(attempt: u32, base: Duration, max: Duration) -> Duration {
     half + ceiling.saturating_sub(half).mul_f64(rand::random::<f64>())
 }
 
+/// Runs `call` until it succeeds, fails with an error `transient` rejects, or `patience` has
+/// passed since the first try; before each new try it sleeps `backoff(attempt, base, max)`,
+/// after telling `waiting` the error and the delay. Returns the last result. The producers'
+/// side of an outage (`sightline submit`, the search API's uploads) waits this way.
+pub async fn retry_for<T, E, F, Fut>(
+    patience: Duration,
+    base: Duration,
+    max: Duration,
+    transient: impl Fn(&E) -> bool,
+    mut waiting: impl FnMut(&E, Duration),
+    mut call: F,
+) -> Result<T, E>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    // tokio's clock, so that a test with paused time sees the patience pass as the sleeps do.
+    let started = tokio::time::Instant::now();
+    let mut attempt = 0u32;
+    loop {
+        match call().await {
+            Err(e) if transient(&e) && started.elapsed() < patience => {
+                attempt += 1;
+                let delay = backoff(attempt, base, max);
+                waiting(&e, delay);
+                tokio::time::sleep(delay).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,5 +209,41 @@ mod tests {
             );
         }
         assert!(backoff(40, base, max) <= max);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_for_retries_transient_errors_until_success_or_patience() {
+        let (base, max) = (Duration::from_millis(100), Duration::from_secs(1));
+        let transient = |e: &&str| *e == "down";
+        // Two transient failures, then success: two waits announced.
+        let mut calls = 0;
+        let mut waits = Vec::new();
+        let r: Result<u32, &str> = retry_for(
+            Duration::from_secs(60),
+            base,
+            max,
+            transient,
+            |e, d| waits.push((*e, d)),
+            || {
+                calls += 1;
+                let n = calls;
+                async move { if n < 3 { Err("down") } else { Ok(n) } }
+            },
+        )
+        .await;
+        assert_eq!(r, Ok(3));
+        assert_eq!(waits.len(), 2);
+        assert!(waits.iter().all(|(e, d)| *e == "down" && *d <= max));
+        // A permanent error ends it at once.
+        let r: Result<(), &str> =
+            retry_for(Duration::from_secs(60), base, max, transient, |_, _| {}, || async { Err("bad") }).await;
+        assert_eq!(r, Err("bad"));
+        // Patience spent: the last transient error comes back.
+        let started = tokio::time::Instant::now();
+        let r: Result<(), &str> =
+            retry_for(Duration::from_secs(5), base, max, transient, |_, _| {}, || async { Err("down") }).await;
+        assert_eq!(r, Err("down"));
+        let waited = started.elapsed();
+        assert!(waited >= Duration::from_secs(5) && waited <= Duration::from_secs(6), "{waited:?}");
     }
 }

@@ -13,7 +13,7 @@ use axum::routing::get;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::{Metrics, StageLabels};
-use crate::outage::Outages;
+use crate::outage::{Dependency, Outages};
 use crate::{Backends, Stage};
 
 /// What the admin server reports on.
@@ -33,7 +33,9 @@ pub struct AdminState {
 
 const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
 
-async fn check<F, E>(name: &str, fut: F) -> Option<String>
+/// Runs one health check within [`CHECK_TIMEOUT`]: `None` when it answers, else the problem,
+/// named `name` (`/readyz` and the runner's outages share it).
+pub(crate) async fn check<F, E>(name: &str, fut: F) -> Option<String>
 where
     F: std::future::Future<Output = Result<(), E>>,
     E: std::fmt::Display,
@@ -47,9 +49,9 @@ where
 
 async fn readyz(State(s): State<AdminState>) -> impl IntoResponse {
     let (bus, coord, blob, stage) = tokio::join!(
-        check("broker", s.backends.bus.health()),
-        check("redis", s.backends.coord.health()),
-        check("storage", s.backends.blob.health()),
+        check(Dependency::Broker.as_str(), s.backends.bus.health()),
+        check(Dependency::Coord.as_str(), s.backends.coord.health()),
+        check(Dependency::Storage.as_str(), s.backends.blob.health()),
         check("stage", s.stage.ready()),
     );
     let mut problems: Vec<String> = [bus, coord, blob, stage].into_iter().flatten().collect();

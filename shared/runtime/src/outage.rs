@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::Backends;
+use crate::admin::check;
 use crate::metrics::Metrics;
 
 /// A dependency of the runner whose absence is nobody's message's fault.
@@ -72,8 +73,6 @@ pub enum Verdict {
     Shutdown,
 }
 
-/// Timeout of one health check.
-const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
 /// The probe's backoff: from this...
 const PROBE_BASE: Duration = Duration::from_millis(250);
 /// ...to at most this between probes, so a dependency that comes back is noticed within it.
@@ -145,20 +144,16 @@ impl Outages {
         self.down.borrow().iter().any(|d| d.dependency == dependency)
     }
 
+    /// The dependency's health check, as `/readyz` runs it: `Err` says why it is down.
     async fn check(&self, dependency: Dependency) -> Result<(), String> {
         let b = &self.backends;
-        let result = match dependency {
-            Dependency::Broker => {
-                tokio::time::timeout(CHECK_TIMEOUT, b.bus.health()).await.map(|r| r.map_err(|e| e.to_string()))
-            }
-            Dependency::Coord => {
-                tokio::time::timeout(CHECK_TIMEOUT, b.coord.health()).await.map(|r| r.map_err(|e| e.to_string()))
-            }
-            Dependency::Storage => {
-                tokio::time::timeout(CHECK_TIMEOUT, b.blob.health()).await.map(|r| r.map_err(|e| e.to_string()))
-            }
+        let name = dependency.as_str();
+        let problem = match dependency {
+            Dependency::Broker => check(name, b.bus.health()).await,
+            Dependency::Coord => check(name, b.coord.health()).await,
+            Dependency::Storage => check(name, b.blob.health()).await,
         };
-        result.unwrap_or_else(|_| Err(format!("no answer within {}s", CHECK_TIMEOUT.as_secs())))
+        problem.map_or(Ok(()), Err)
     }
 
     /// Declares `dependency` down (once) and starts its probe.
@@ -203,51 +198,32 @@ impl Outages {
 mod tests {
     use std::sync::atomic::{AtomicBool, Ordering};
 
-    use async_trait::async_trait;
-    use bytes::Bytes;
-    use sightline_blob::{BlobError, BlobMeta, BlobStore, PutOutcome};
+    use sightline_blob::Switchable;
 
     use super::*;
 
-    /// A store whose health follows a switch (everything else is unused here).
-    struct Switch(Arc<AtomicBool>);
-
-    #[async_trait]
-    impl BlobStore for Switch {
-        async fn put(&self, _: &str, _: Bytes) -> Result<(), BlobError> {
-            unimplemented!()
-        }
-        async fn put_if_absent(&self, _: &str, _: Bytes) -> Result<PutOutcome, BlobError> {
-            unimplemented!()
-        }
-        async fn get(&self, _: &str) -> Result<Bytes, BlobError> {
-            unimplemented!()
-        }
-        async fn head(&self, _: &str) -> Result<Option<BlobMeta>, BlobError> {
-            unimplemented!()
-        }
-        async fn list(&self, _: &str) -> Result<Vec<String>, BlobError> {
-            unimplemented!()
-        }
-        async fn delete(&self, _: &str) -> Result<(), BlobError> {
-            unimplemented!()
-        }
-        async fn health(&self) -> Result<(), BlobError> {
-            if self.0.load(Ordering::SeqCst) { Ok(()) } else { Err(BlobError::Unavailable("switched off".into())) }
-        }
-    }
-
-    fn outages(up: &Arc<AtomicBool>) -> Arc<Outages> {
+    /// Outages over a store whose switch is returned (the folder must outlive them).
+    fn outages(up: bool) -> (Arc<Outages>, Arc<AtomicBool>, tempfile::TempDir) {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut backends = Backends::embedded(dir.path()).expect("backends");
-        backends.blob = Arc::new(Switch(up.clone()));
-        Outages::new("test", backends, Metrics::new())
+        let (store, switch) = Switchable::new(backends.blob.clone(), up);
+        backends.blob = Arc::new(store);
+        (Outages::new("test", backends, Metrics::new()), switch, dir)
+    }
+
+    /// `wait_out` on the store, in a task of its own.
+    fn spawn_wait(
+        o: &Arc<Outages>,
+        reason: &'static str,
+        shutdown: &CancellationToken,
+    ) -> tokio::task::JoinHandle<Verdict> {
+        let (o, shutdown) = (o.clone(), shutdown.clone());
+        tokio::spawn(async move { o.wait_out(Dependency::Storage, reason, &shutdown).await })
     }
 
     #[tokio::test]
     async fn a_healthy_dependency_leaves_the_failure_to_the_message() {
-        let up = Arc::new(AtomicBool::new(true));
-        let o = outages(&up);
+        let (o, _switch, _dir) = outages(true);
         let v = o.wait_out(Dependency::Storage, "get x: timed out", &CancellationToken::new()).await;
         assert_eq!(v, Verdict::Healthy);
         assert!(!o.any(), "no outage declared");
@@ -255,14 +231,9 @@ mod tests {
 
     #[tokio::test]
     async fn an_outage_pauses_until_the_probe_finds_the_dependency_back() {
-        let up = Arc::new(AtomicBool::new(false));
-        let o = outages(&up);
+        let (o, up, _dir) = outages(false);
         let shutdown = CancellationToken::new();
-        let waiter = {
-            let o = o.clone();
-            let shutdown = shutdown.clone();
-            tokio::spawn(async move { o.wait_out(Dependency::Storage, "get x: refused", &shutdown).await })
-        };
+        let waiter = spawn_wait(&o, "get x: refused", &shutdown);
         // A second failure during the outage joins it (no second probe, no second declaration).
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert!(o.any());
@@ -270,11 +241,7 @@ mod tests {
         assert_eq!(down.len(), 1);
         assert_eq!(down[0].dependency, Dependency::Storage);
         assert_eq!(down[0].reason, "get x: refused");
-        let second = {
-            let o = o.clone();
-            let shutdown = shutdown.clone();
-            tokio::spawn(async move { o.wait_out(Dependency::Storage, "put y: refused", &shutdown).await })
-        };
+        let second = spawn_wait(&o, "put y: refused", &shutdown);
         tokio::time::sleep(Duration::from_millis(600)).await;
         assert!(!waiter.is_finished() && !second.is_finished(), "held while down");
         assert_eq!(o.current().len(), 1);
@@ -291,14 +258,9 @@ mod tests {
 
     #[tokio::test]
     async fn shutdown_ends_the_wait() {
-        let up = Arc::new(AtomicBool::new(false));
-        let o = outages(&up);
+        let (o, _switch, _dir) = outages(false);
         let shutdown = CancellationToken::new();
-        let waiter = {
-            let o = o.clone();
-            let shutdown = shutdown.clone();
-            tokio::spawn(async move { o.wait_out(Dependency::Storage, "refused", &shutdown).await })
-        };
+        let waiter = spawn_wait(&o, "refused", &shutdown);
         tokio::time::sleep(Duration::from_millis(100)).await;
         shutdown.cancel();
         assert_eq!(waiter.await.expect("join"), Verdict::Shutdown);

@@ -10,7 +10,7 @@ use sightline_bus::{Consumer, Delivery, Outgoing};
 use sightline_messages::{Body, Envelope, ImageTask, ItemOutcome, KIND_IMAGE, headers};
 use sightline_runtime::metrics::Metrics;
 use sightline_runtime::runner::Runner;
-use sightline_runtime::{Backends, Ctx, Effect, Input, RunnerSettings, Stage, StageError, records};
+use sightline_runtime::{Backends, Ctx, Effect, ImageStage, Input, RunnerSettings, Stage, StageError, records};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -73,9 +73,9 @@ async fn start(items: &[u64]) -> Harness {
     start_with_route(items, &["ingest", "dedup"]).await
 }
 
-async fn start_with_route(items: &[u64], route: &[&str]) -> Harness {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let backends = Backends::embedded(dir.path()).expect("backends");
+/// Starts a job of `items` (collection `c`) and publishes their image tasks, on `route`, to the
+/// dedup queue; returns the job.
+async fn seed(backends: &Backends, items: &[u64], route: &[&str]) -> Uuid {
     let job = Uuid::new_v4();
     let totals = [("c".to_owned(), items.len() as u64)].into();
     backends.coord.job_start(&job.to_string(), "test", &totals, 0).await.expect("job");
@@ -91,6 +91,13 @@ async fn start_with_route(items: &[u64], route: &[&str]) -> Harness {
         })
         .collect();
     backends.bus.publish(&batch).await.expect("publish");
+    job
+}
+
+async fn start_with_route(items: &[u64], route: &[&str]) -> Harness {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let backends = Backends::embedded(dir.path()).expect("backends");
+    let job = seed(&backends, items, route).await;
     let stage = Arc::new(Scripted { calls: AtomicU32::new(0), transient_left: AtomicU32::new(2) });
     let settings = RunnerSettings {
         handler_timeout_secs: 1,
@@ -129,8 +136,13 @@ async fn first_at_cluster(h: &Harness, finished: u64) -> (Box<dyn Consumer>, Del
 }
 
 async fn wait_finished(h: &Harness, n: u64) -> sightline_coord::JobStatus {
-    for _ in 0..200 {
-        let s = h.backends.coord.job_status(&h.job.to_string()).await.expect("status").expect("job");
+    wait_job(&h.backends, h.job, n, Duration::from_secs(5)).await
+}
+
+/// Waits (at most `within`, polling every 25 ms) until `job` has `n` finished items.
+async fn wait_job(backends: &Backends, job: Uuid, n: u64, within: Duration) -> sightline_coord::JobStatus {
+    for _ in 0..within.as_millis() / 25 {
+        let s = backends.coord.job_status(&job.to_string()).await.expect("status").expect("job");
         if s.finished >= n {
             return s;
         }
@@ -292,76 +304,17 @@ async fn the_barrier_waits_for_items_still_on_their_way() {
     h.stop().await;
 }
 
-/// Storage that can be switched off: every call, health included, fails as an unreachable
-/// store does.
-struct Flaky {
-    inner: Arc<dyn sightline_blob::BlobStore>,
-    up: Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl Flaky {
-    fn check(&self) -> Result<(), sightline_blob::BlobError> {
-        if self.up.load(Ordering::SeqCst) {
-            Ok(())
-        } else {
-            Err(sightline_blob::BlobError::Unavailable("connect 127.0.0.1:8333: connection refused".into()))
-        }
-    }
-}
-
-#[async_trait]
-impl sightline_blob::BlobStore for Flaky {
-    async fn put(&self, key: &str, bytes: bytes::Bytes) -> Result<(), sightline_blob::BlobError> {
-        self.check()?;
-        self.inner.put(key, bytes).await
-    }
-    async fn put_if_absent(
-        &self,
-        key: &str,
-        bytes: bytes::Bytes,
-    ) -> Result<sightline_blob::PutOutcome, sightline_blob::BlobError> {
-        self.check()?;
-        self.inner.put_if_absent(key, bytes).await
-    }
-    async fn get(&self, key: &str) -> Result<bytes::Bytes, sightline_blob::BlobError> {
-        self.check()?;
-        self.inner.get(key).await
-    }
-    async fn head(&self, key: &str) -> Result<Option<sightline_blob::BlobMeta>, sightline_blob::BlobError> {
-        self.check()?;
-        self.inner.head(key).await
-    }
-    async fn list(&self, prefix: &str) -> Result<Vec<String>, sightline_blob::BlobError> {
-        self.check()?;
-        self.inner.list(prefix).await
-    }
-    async fn delete(&self, key: &str) -> Result<(), sightline_blob::BlobError> {
-        self.check()?;
-        self.inner.delete(key).await
-    }
-    async fn health(&self) -> Result<(), sightline_blob::BlobError> {
-        self.check()
-    }
-}
-
 /// A stage that reads its image from storage, and fails permanently on item 1.
 struct Reads {
     calls: AtomicU32,
 }
 
 #[async_trait]
-impl Stage for Reads {
-    fn name(&self) -> &'static str {
-        "dedup"
-    }
+impl ImageStage for Reads {
+    const NAME: &'static str = "dedup";
 
-    fn accepts(&self, kind: &str) -> bool {
-        kind == KIND_IMAGE
-    }
-
-    async fn handle(&self, ctx: &Ctx, input: Input) -> Result<Vec<Effect>, StageError> {
+    async fn handle_image(&self, ctx: &Ctx, task: ImageTask) -> Result<Vec<Effect>, StageError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
-        let task = input.into_image("dedup")?;
         ctx.blob.get("images/shared").await?;
         if task.item == 1 {
             return Err(StageError::permanent("corrupt jpeg file: broken"));
@@ -375,24 +328,10 @@ async fn a_storage_outage_pauses_the_runner_without_spending_attempts_or_dead_le
     let dir = tempfile::tempdir().expect("tempdir");
     let mut backends = Backends::embedded(dir.path()).expect("backends");
     backends.blob.put("images/shared", bytes::Bytes::from_static(b"pixels")).await.expect("put");
-    let up = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    backends.blob = Arc::new(Flaky { inner: backends.blob.clone(), up: up.clone() });
-    let job = Uuid::new_v4();
+    let (store, up) = sightline_blob::Switchable::new(backends.blob.clone(), false);
+    backends.blob = Arc::new(store);
     let items = [0u64, 1, 2, 3];
-    let totals = [("c".to_owned(), items.len() as u64)].into();
-    backends.coord.job_start(&job.to_string(), "test", &totals, 0).await.expect("job");
-    backends.bus.declare(&sightline_messages::STAGES).await.expect("declare");
-    let batch: Vec<Outgoing> = items
-        .iter()
-        .map(|&i| {
-            let mut t = ImageTask::example(job, i);
-            t.route = vec!["ingest".into(), "dedup".into()];
-            let mut env = Envelope::new(&Body::Image(t), Uuid::new_v4(), job).expect("env");
-            env.meta.item = Some(i);
-            Outgoing { stage: "dedup".into(), envelope: env }
-        })
-        .collect();
-    backends.bus.publish(&batch).await.expect("publish");
+    let job = seed(&backends, &items, &["ingest", "dedup"]).await;
 
     // One attempt only: any failure counted against a message would dead-letter it at once.
     let settings = RunnerSettings { max_attempts: 1, prefetch: 2, ..RunnerSettings::default() };
@@ -417,14 +356,7 @@ async fn a_storage_outage_pauses_the_runner_without_spending_attempts_or_dead_le
 
     // Back: everything completes by itself; only the bad item is a dead letter, as bad input.
     up.store(true, Ordering::SeqCst);
-    let mut status = status;
-    for _ in 0..400 {
-        status = backends.coord.job_status(&job.to_string()).await.expect("status").expect("job");
-        if status.finished == items.len() as u64 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let status = wait_job(&backends, job, items.len() as u64, Duration::from_secs(10)).await;
     assert_eq!(status.finished, 4, "{status:?}");
     assert_eq!(status.outcomes.get("ok"), Some(&3), "{status:?}");
     assert_eq!(status.outcomes.get("failed"), Some(&1), "{status:?}");

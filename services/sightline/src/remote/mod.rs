@@ -112,19 +112,21 @@ pub async fn submit(
 /// Publishes the job, retrying with capped backoff while the broker is unavailable (up to
 /// [`crate::jobs::UPLOAD_PATIENCE`]), saying what it waits for.
 async fn publish_patiently(backends: &Backends, spec: &sightline_messages::JobSpec) -> anyhow::Result<()> {
-    let started = std::time::Instant::now();
-    let mut attempt = 0u32;
-    loop {
-        match submit_job(backends.bus.as_ref(), spec).await {
-            Err(e) if e.is_transient() && started.elapsed() < crate::jobs::UPLOAD_PATIENCE => {
-                attempt += 1;
-                let delay = sightline_bus::backoff(attempt.min(6), Duration::from_millis(500), Duration::from_secs(15));
-                eprintln!("broker unavailable, retrying in {:.1}s: {e}", delay.as_secs_f64());
-                tokio::time::sleep(delay).await;
-            }
-            other => return Ok(other?),
-        }
-    }
+    use crate::jobs::{RETRY_BASE, RETRY_MAX, UPLOAD_PATIENCE};
+    let waiting = |e: &sightline_bus::BusError, delay: Duration| {
+        eprintln!("broker unavailable, retrying in {:.1}s: {e}", delay.as_secs_f64());
+    };
+    let publish = || submit_job(backends.bus.as_ref(), spec);
+    sightline_bus::retry_for(
+        UPLOAD_PATIENCE,
+        RETRY_BASE,
+        RETRY_MAX,
+        sightline_bus::BusError::is_transient,
+        waiting,
+        publish,
+    )
+    .await?;
+    Ok(())
 }
 
 /// `sightline status JOB`.
