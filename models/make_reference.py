@@ -14,6 +14,10 @@ tests/fixtures/models/:
 
 and `preprocess.json` + `preprocess.*.npy` for the preprocessing helpers.
 
+Detectors whose post-processing has a Python reference also get
+`<model>.persons.json` (see write_persons_fixture): the decoded candidates and
+the final person boxes of the same input, from models/convert_nanodet.py.
+
 Input encoding (bit-exact): the float32 tensor is
     t = (float32(q) / divisor - mean[c]) / std[c]
 evaluated in float32 in that order, c = the index along `channel_axis`. This
@@ -110,6 +114,7 @@ OCR_NORM = dict(divisor=255.0, mean=[0.5] * 3, std=[0.5] * 3)
 M127 = dict(divisor=1.0, mean=[127.0] * 3, std=[128.0] * 3)
 MTCNN = dict(divisor=1.0, mean=[127.5] * 3, std=[128.0] * 3)
 AGE = dict(divisor=1.0, mean=[122.781998, 117.000999, 104.297997], std=[256.0] * 3)
+NANODET = dict(divisor=1.0, mean=[103.53, 116.28, 123.675], std=[57.375, 57.12, 58.395])
 
 
 def build_inputs(name: str, spec: dict) -> list[Input]:
@@ -153,6 +158,9 @@ def build_inputs(name: str, spec: dict) -> list[Input]:
     if name == "embed":
         img = resize(rgb("product.jpg"), 224, 224)
         return [Input(iname, nchw(img), 1, how="images/product.jpg (198x198) -> resize 224x224 (PIL bilinear) -> RGB NCHW", **M127)]
+    if name == "nanodet-g":
+        img = resize(rgb("people.jpg"), 416, 416)
+        return [Input(iname, nchw(img, bgr=True), 1, how="images/people.jpg (768x576) -> RGB -> resize 416x416 (PIL bilinear, aspect not kept) -> BGR NCHW", **NANODET)]
     raise SystemExit(f"make_reference.py: no fixture recipe for model {name!r}: add one to build_inputs()")
 
 
@@ -265,6 +273,70 @@ def make_model_fixture(m: dict, models_dir: Path) -> dict:
     return desc
 
 
+# ------------------------------------------------------------------ detection post-processing
+
+
+def f32(v: float) -> float:
+    """The shortest decimal that parses back to the same float32 (model outputs are float32)."""
+    return float(str(np.float32(v)))
+
+
+def write_persons_fixture(m: dict, models_dir: Path) -> dict:
+    """`<model>.persons.json`: the person detections of the parity fixture's input, decoded by
+    the Python reference (models/convert_nanodet.py: candidates, nms, persons), so that the Rust
+    post-processing can be checked without a model (decode `candidates[].logits`, NMS) and end
+    to end (run the model on the fixture input, compare `persons`)."""
+    sys.path.insert(0, str(ROOT / "models"))
+    import convert_nanodet as nd
+
+    name = m["name"]
+    inputs = build_inputs(name, m)
+    outs = nd.run(session(models_dir / m["local"]), inputs[0].tensor)
+    width, height = rgb("people.jpg").size
+    mapping = (nd.INPUT_SIZE / width, nd.INPUT_SIZE / height, 0, 0, width, height)
+    cands = nd.candidates(outs)
+    found = nd.persons(outs, mapping)
+    index = {(c["stride"], c["cell"]): k for k, c in enumerate(cands)}
+    desc = {
+        "model": name,
+        "model_sha256": m["sha256"],
+        "input": {"u8_file": f"{name}.in.{safe(inputs[0].name)}.u8.npy", "how": inputs[0].how},
+        "image": {"file": "images/people.jpg", "width": width, "height": height,
+                  "mapping": "plain resize: x_img = x / (416 / width), y_img = y / (416 / height), clipped to the image"},
+        "decode": {
+            "strides": list(nd.STRIDES),
+            "cells_per_row": [nd.INPUT_SIZE // s for s in nd.STRIDES],
+            "person_class": nd.PERSON,
+            "score_threshold": nd.SCORE_THRESHOLD,
+            "score_rule": "a cell is a candidate when scores_<s>[cell, 0] > score_threshold",
+            "box_rule": "logits = boxes_<s>[cell] as 4 sides (left, top, right, bottom) x 11 bins; distance = sum_k softmax(bins)_k * k * s; "
+                        "centre = ((cell % w + 0.5) * s, (cell / w + 0.5) * s); box = (cx - l, cy - t, cx + r, cy + b) clipped to 0..416; computed in float64",
+            "iou_threshold": nd.IOU_THRESHOLD,
+            "nms_rule": "sort candidates by score descending (ties: candidate order = stride 8, 16, 32, cell ascending); keep a box unless its IoU with an already kept box is > iou_threshold; "
+                        "IoU = intersection / (area_a + area_b - intersection), no +1",
+        },
+        "tolerance": {"distance_px": 1e-3, "box_px": 1e-3, "image_box_px": 1e-3,
+                      "note": "scores and logits are the float32 model outputs (shortest decimal that parses back to the same float32); "
+                              "distances and boxes recomputed from them must agree within these tolerances. From a fresh model run "
+                              "the outputs differ within the parity tolerance, so compare with a little more slack (e.g. 0.05 px)"},
+        "candidates": [
+            {**{k: c[k] for k in ("stride", "cell", "row", "col", "distances", "box")},
+             "score": f32(c["score"]), "logits": [f32(v) for v in c["logits"]]}
+            for c in cands
+        ],
+        "persons": [
+            {"candidate": index[(p["stride"], p["cell"])], "stride": p["stride"], "cell": p["cell"], "score": f32(p["score"]),
+             "box": p["box"], "image_box": p["image_box"]}
+            for p in found
+        ],
+    }
+    (FIX / f"{name}.persons.json").write_text(json.dumps(desc, indent=1) + "\n")
+    return desc
+
+
+POSTPROCESS = {"nanodet-g": write_persons_fixture}
+
+
 # ------------------------------------------------------------------ preprocessing
 
 
@@ -351,6 +423,9 @@ def main() -> None:
         d = make_model_fixture(m, models_dir)
         outs = ", ".join(f"{o['name']}{o['shape']}({o['stored']})" for o in d["outputs"])
         print(f"{m['name']:14s} {d['inputs'][0]['shape']} -> {outs}")
+        if m["name"] in POSTPROCESS:
+            p = POSTPROCESS[m["name"]](m, models_dir)
+            print(f"{'':14s} {len(p['candidates'])} candidates -> {len(p['persons'])} persons ({m['name']}.persons.json)")
     total = sum(p.stat().st_size for p in FIX.glob("*") if p.is_file())
     biggest = max((p for p in FIX.glob("*") if p.is_file()), key=lambda p: p.stat().st_size)
     print(f"fixtures: {total / 1024:.0f} KiB in {FIX.relative_to(ROOT)} (largest {biggest.name}, {biggest.stat().st_size / 1024:.0f} KiB)")

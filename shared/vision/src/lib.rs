@@ -5,6 +5,8 @@
 //!   non-maximum suppression over [`Scored`] boxes, the share of an image boxes cover.
 //! - [`faces`]: the RFB-320 face detector (`fr_detect.onnx`): the multi-pass plan, the canvas
 //!   tensor, decoding, NMS, and [`faces::FaceDetector`], the model call both stages make.
+//! - [`people`]: the NanoDet-g person detector (`nanodet-g`): the plan (frame and tiles), the
+//!   canvas tensor, decoding of its three grids, NMS, and [`people::PersonDetector`].
 //! - [`textmap`]: DB text-probability maps (PP-OCR's detector): detect's connected-component
 //!   text lines, and RapidOCR's `DBPostProcess` that the OCR stage follows exactly.
 //! - [`geometry`] and [`cv`]: the OpenCV, pyclipper and shapely operations RapidOCR relies on
@@ -23,6 +25,7 @@ pub mod crop;
 pub mod cv;
 pub mod faces;
 pub mod geometry;
+pub mod people;
 pub mod textmap;
 
 use sightline_inference::InferenceError;
