@@ -28,15 +28,23 @@ if grep -q '^integration' services/dedup/Cargo.toml 2>/dev/null; then
 fi
 export SIGHTLINE_TEST_FEATURES="$FEATURES"
 
-step "browser"
-# The review page's test drives Debian's Chromium through ChromeDriver (WebDriver).
+step "browser, video"
+# The review page's test drives Debian's Chromium through ChromeDriver (WebDriver); the store
+# analytics decode video with Debian's FFmpeg (ffmpeg, ffprobe).
+SUDO=""
+[[ "$(id -u)" == 0 ]] || SUDO="sudo"
+apt_install() {
+    $SUDO apt-get install -y -q "$@" >/dev/null 2>&1 \
+        || { $SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y -q "$@" >/dev/null; }
+}
 if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
-    SUDO=""
-    [[ "$(id -u)" == 0 ]] || SUDO="sudo"
-    $SUDO apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 \
-        || { $SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y -q chromium chromium-driver >/dev/null; }
+    apt_install chromium chromium-driver
+fi
+if ! command -v ffmpeg >/dev/null || ! command -v ffprobe >/dev/null; then
+    apt_install ffmpeg
 fi
 chromium --version >&2
+ffmpeg -version | head -1 >&2
 export SIGHTLINE_BROWSER_TESTS=1
 
 step "build"

@@ -5,7 +5,7 @@
 #
 # Environment:
 #   PROFILE=debug            binaries are $CARGO_TARGET_DIR/$PROFILE/sightline-<stage> (target/ by default)
-#   STAGES="ingest dedup"    which stages (default: ingest dedup detect ocr face embed cluster index)
+#   STAGES="ingest dedup"    which stages (default: ingest dedup detect ocr face embed cluster index track)
 #   REPLICAS=2               replicas of every stage (default 1)
 #   REPLICAS_<STAGE>=3       replicas of one stage, e.g. REPLICAS_OCR=3 (overrides REPLICAS)
 #   ADMIN_PORT_BASE=9100     first admin port; each replica gets the next free one
@@ -13,6 +13,9 @@
 # Each replica runs with the `services.sh env` variables plus ADMIN_ADDR=127.0.0.1:<port> and
 # SIGHTLINE_REPLICA=<n> (1-based); pid and log files are in $SIGHTLINE_STATE/workers/<stage>-<n>.{pid,log}.
 # A replica whose pid file points at a live process is left alone. Stop everything with down.sh.
+# ingest and detect run ffprobe/ffmpeg (Debian package ffmpeg) for store jobs' videos: without
+# them those workers still start and this script prints a note; their video items then fail as
+# transient errors (retried, dead-lettered after MAX_ATTEMPTS).
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -20,7 +23,7 @@ ROOT="$(cd "$SCRIPT_DIR/../.." && pwd)"
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$SCRIPT_DIR/lib.sh"
 
-ALL_STAGES="ingest dedup detect ocr face embed cluster index"
+ALL_STAGES="ingest dedup detect ocr face embed cluster index track"
 PROFILE="${PROFILE:-debug}"
 [[ "$PROFILE" == dev ]] && PROFILE=debug   # cargo's dev profile builds into target/debug
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
@@ -80,6 +83,17 @@ alloc_port() {
 rows=()        # "stage n pid addr status log"
 started=()     # "stage n pid" of the replicas started now
 notes=()
+
+# store jobs: ingest probes videos (ffprobe), detect decodes their segments (ffmpeg)
+if [[ " $STAGES " == *" ingest "* || " $STAGES " == *" detect "* ]]; then
+    missing_tools=""
+    for tool in ffprobe ffmpeg; do
+        command -v "$tool" >/dev/null 2>&1 || missing_tools+=" $tool"
+    done
+    if [[ -n "$missing_tools" ]]; then
+        notes+=("not on PATH:$missing_tools; ingest and detect fail store jobs' videos until the Debian package ffmpeg is installed")
+    fi
+fi
 
 for stage in $STAGES; do
     var="REPLICAS_${stage^^}"

@@ -20,6 +20,7 @@
 //!   were made with), how far our alignment is from it, and leave-one-out figures for a fitted
 //!   gender threshold (one, or one per predicted age group); `--faces` lists every face.
 
+use sightline_evals::cpu_seconds;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -42,20 +43,6 @@ fn load(path: &Path) -> Result<RgbImage> {
 fn labelled(dir: &Path, file: &str) -> Result<Vec<LabelledImage>> {
     let text = std::fs::read_to_string(dir.join(file)).with_context(|| format!("read {file}"))?;
     parse_dlib_xml(&text).map_err(anyhow::Error::msg).with_context(|| format!("parse {file}"))
-}
-
-/// CPU seconds this process has used (user + system, Linux `/proc/self/stat`, 100 ticks/s):
-/// the machine is shared, so wall time alone says little.
-fn cpu_seconds() -> f64 {
-    std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|s| {
-            let rest = s.rsplit_once(')')?.1.split_whitespace().collect::<Vec<_>>();
-            // Fields 14 and 15 of the whole line are the 12th and 13th after the command name.
-            let ticks: f64 = rest.get(11)?.parse::<f64>().ok()? + rest.get(12)?.parse::<f64>().ok()?;
-            Some(ticks / 100.0)
-        })
-        .unwrap_or(f64::NAN)
 }
 
 fn detect_counts(engine: &FaceEngine, img: &RgbImage, truth: &[BoxF]) -> Result<(Counts, f64)> {

@@ -14,6 +14,7 @@
 
 pub mod face;
 pub mod mixture;
+pub mod store_synth;
 pub mod synth;
 pub mod transforms;
 
@@ -31,4 +32,18 @@ pub fn read_csv(path: &Path) -> anyhow::Result<Vec<Vec<String>>> {
         .filter(|l| !l.trim().is_empty())
         .map(|l| l.trim_end_matches('\r').split(',').map(str::to_owned).collect())
         .collect())
+}
+
+/// CPU seconds this process has used (user + system, Linux `/proc/self/stat`, 100 ticks/s):
+/// the machine is shared, so wall time alone says little. NaN where it cannot be read.
+pub fn cpu_seconds() -> f64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            let rest = s.rsplit_once(')')?.1.split_whitespace().collect::<Vec<_>>();
+            // Fields 14 and 15 of the whole line are the 12th and 13th after the command name.
+            let ticks: f64 = rest.get(11)?.parse::<f64>().ok()? + rest.get(12)?.parse::<f64>().ok()?;
+            Some(ticks / 100.0)
+        })
+        .unwrap_or(f64::NAN)
 }

@@ -16,6 +16,7 @@ mod faults;
 mod hostile;
 mod ocr;
 mod search;
+mod store;
 
 /// Files from `tests/fixtures/bad` that go into the job: (file, keyword its reason must contain).
 const BAD: [(&str, &str); 5] = [

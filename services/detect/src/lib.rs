@@ -4,13 +4,18 @@
 //! MTCNN's output net), dominated by text (the PP-OCR DB detector's text lines). Flagged
 //! images leave the route as `filtered`; the rest go on with `annotations.detect`.
 //!
+//! In a store job (`store.camera` set; docs/store.md) a task is a segment of a camera's video
+//! instead: [`segment`] detects the people of its frames and stores them for the track stage.
+//!
 //! Filtering is conservative: thresholds sit well above anything a true product reached on
 //! the dev collections, scenes are not filtered (no signal separated them from products; see
 //! `docs/detect-embed.md`), and other products are left to clustering.
 
 pub mod analysis;
 pub mod models;
+pub mod people;
 pub mod regions;
+pub mod segment;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -243,17 +248,20 @@ impl Analyzer {
 /// pool; until they load, `ready()` says why (the missing or corrupt file and `models/fetch.sh`).
 pub struct Detect {
     analyzer: Models<Analyzer>,
+    segments: segment::Segments,
 }
 
 impl Detect {
     /// The stage over `store` (shared with the other model stages of the process).
     pub fn new(config: DetectConfig, store: Arc<ModelStore>) -> Self {
+        let models = Arc::clone(&store);
         let analyzer = Models::new("detect models", move || {
-            let a = Analyzer::load(&store, config)?;
+            let a = Analyzer::load(&models, config)?;
             tracing::info!(stage = NAME, models = ?MODELS, "models loaded");
             Ok::<_, InferenceError>(a)
         });
-        Self { analyzer }
+        let segments = segment::Segments::new(store, config.models.sessions);
+        Self { analyzer, segments }
     }
 
     /// The analyser, loading the models if needed. The load runs to completion on the
@@ -268,6 +276,9 @@ impl ImageStage for Detect {
     const NAME: &'static str = NAME;
 
     async fn handle_image(&self, ctx: &Ctx, mut task: ImageTask) -> Result<Vec<Effect>, StageError> {
+        if segment::is_segment(&task)? {
+            return self.segments.handle(ctx, task).await;
+        }
         let analyzer = self.analyzer().await.map_err(StageError::transient)?;
         let bytes = ctx.blob.get(&task.key).await?;
         let name = task.name.clone();

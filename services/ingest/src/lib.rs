@@ -1,8 +1,11 @@
 //! The ingest stage. A job message is expanded into one `ingest.item` message per source
 //! image (so each image is fetched, retried and dead-lettered on its own); each item is
-//! fetched, validated, stored content-addressed and sent to the next stage of its route.
+//! fetched, validated, stored content-addressed and sent to the next stage of its route. In a
+//! store job (`store.camera` set) an item is a camera's video: [`video`] cuts it into
+//! segments, one task each.
 
 mod fetch;
+pub mod video;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -10,6 +13,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use sightline_imaging::Limits;
+use sightline_messages::options::STORE_CAMERA;
 use sightline_messages::{Body, IngestItem, JobSpec, KIND_INGEST_ITEM, KIND_JOB, Location, Source, Stored};
 use sightline_runtime::{Ctx, Effect, Input, Stage, StageError};
 use tracing::info;
@@ -34,11 +38,21 @@ pub struct IngestArgs {
     /// Timeout for one URL fetch, in seconds.
     #[arg(long, env = "INGEST_FETCH_TIMEOUT_SECS", default_value_t = 30)]
     pub fetch_timeout_secs: u64,
+    /// Largest video accepted in a store job, in bytes (the video is held in memory and in a
+    /// temporary file while it is probed: a recorder's per-minute files, not hour-long ones).
+    #[arg(long, env = "INGEST_MAX_VIDEO_BYTES", default_value_t = 96 << 20)]
+    pub max_video_bytes: u64,
 }
 
 impl Default for IngestArgs {
     fn default() -> Self {
-        Self { max_bytes: 50 * 1024 * 1024, max_pixels: 64_000_000, allow_private_urls: false, fetch_timeout_secs: 30 }
+        Self {
+            max_bytes: 50 * 1024 * 1024,
+            max_pixels: 64_000_000,
+            allow_private_urls: false,
+            fetch_timeout_secs: 30,
+            max_video_bytes: 96 << 20,
+        }
     }
 }
 
@@ -51,6 +65,8 @@ pub struct IngestConfig {
     pub allow_private_urls: bool,
     /// Fetch timeout.
     pub fetch_timeout: Duration,
+    /// Largest video of a store job, bytes.
+    pub max_video_bytes: u64,
 }
 
 impl From<IngestArgs> for IngestConfig {
@@ -59,6 +75,7 @@ impl From<IngestArgs> for IngestConfig {
             limits: Limits { max_bytes: a.max_bytes, max_pixels: a.max_pixels, ..Limits::default() },
             allow_private_urls: a.allow_private_urls,
             fetch_timeout: Duration::from_secs(a.fetch_timeout_secs),
+            max_video_bytes: a.max_video_bytes,
         }
     }
 }
@@ -78,6 +95,7 @@ pub struct Ingest {
 impl Ingest {
     /// Builds the stage (and its HTTP client).
     pub fn new(config: IngestConfig) -> Result<Self, FetchError> {
+        // URL fetches stay under the image limit, videos included (store jobs upload them).
         let fetcher = UrlFetcher::new(config.fetch_timeout, config.limits.max_bytes, config.allow_private_urls)?;
         Ok(Self { config, fetcher })
     }
@@ -145,18 +163,16 @@ impl Ingest {
     }
 
     async fn ingest(&self, ctx: &Ctx, item: &IngestItem) -> Result<Vec<Effect>, StageError> {
+        let video = item.options.contains_key(STORE_CAMERA);
+        let max_bytes = if video { self.config.max_video_bytes } else { self.config.limits.max_bytes };
         let bytes: Bytes = match &item.location {
             Location::Blob { key } => {
                 if let Some(meta) = ctx.blob.head(key).await?
-                    && meta.size > self.config.limits.max_bytes
+                    && meta.size > max_bytes
                 {
                     {
                         return Err(StageError::permanent(
-                            sightline_imaging::ImageError::TooLarge {
-                                size: meta.size,
-                                limit: self.config.limits.max_bytes,
-                            }
-                            .to_string(),
+                            sightline_imaging::ImageError::TooLarge { size: meta.size, limit: max_bytes }.to_string(),
                         ));
                     }
                 }
@@ -170,6 +186,9 @@ impl Ingest {
                 }
             })?,
         };
+        if video {
+            return video::segments(ctx, item, bytes, max_bytes).await;
+        }
         let limits = self.config.limits;
         let name = item.name.clone();
         let validated = bytes.clone();

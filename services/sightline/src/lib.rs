@@ -8,6 +8,8 @@
 //! - [`report`]: human-readable output, CSV quoting, the annotation outputs and their scoring;
 //! - [`review`]: `sightline review`, the review page and the simulated reviewer (active
 //!   learning over an annotation's labels);
+//! - [`store`]: in-store analytics, `sightline count` and `sightline store` (people per
+//!   image; a camera's footage into tracks, line crossings, dwell, heat map, composition);
 //! - [`train`]: `sightline train`, a retrieval head on the frozen backbone;
 //! - [`walk`]: the one folder walker;
 //! - [`models`]: `sightline models verify`.
@@ -21,5 +23,6 @@ pub mod models;
 pub mod remote;
 pub mod report;
 pub mod review;
+pub mod store;
 pub mod train;
 pub mod walk;

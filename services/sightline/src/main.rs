@@ -76,12 +76,20 @@ enum Command {
         json: bool,
     },
     /// Push a job: upload a local folder (or name an S3 prefix or a URL list) and enqueue it.
-    /// `submit annotate --collections ROOT --wait --out OUT` runs an annotation job.
+    /// `submit annotate --collections ROOT --wait --out OUT` runs an annotation job;
+    /// `submit store --camera CAMERA.toml VIDEO... --wait --out OUT` a camera's videos through
+    /// the store route (the outputs of `sightline store`).
     Submit {
-        /// Optionally the job kind (`ingest`, `dedup`, `annotate`), then a local folder to
-        /// upload (sub-folders are collections).
-        #[arg(num_args = 0..=2, value_name = "[KIND] DIR")]
+        /// Optionally the job kind (`ingest`, `dedup`, `annotate`, `store`), then a local folder
+        /// to upload (sub-folders are collections), or for `store` the video files.
+        #[arg(num_args = 0.., value_name = "[KIND] DIR")]
         positional: Vec<String>,
+        /// The camera file of a store job (TOML or JSON; docs/store.md).
+        #[arg(long)]
+        camera: Option<PathBuf>,
+        /// The segment length of a store job, seconds.
+        #[arg(long, default_value_t = sightline_messages::options::DEFAULT_SEGMENT_S)]
+        segment_s: f64,
         /// The folder of collections to upload (same as DIR).
         #[arg(long, conflicts_with_all = ["s3_prefix", "urls"])]
         collections: Option<PathBuf>,
@@ -189,6 +197,17 @@ enum Command {
     /// images first, each correction propagated to its collection; with --simulate TRUTH.csv, a
     /// simulated reviewer's precision/recall curve instead. See docs/review.md.
     Review(sightline::review::ReviewArgs),
+    /// Count the people in images (folders are searched recursively) with the person detector:
+    /// `--json` prints [{"file", "count", "boxes": [[x, y, w, h, score]]}]. With --camera, the
+    /// camera's counting region and correction apply (`count` corrected, `detections` the
+    /// boxes); with --calibrate TRUTH.csv --out CAMERA.toml, the correction is fitted from
+    /// labelled frames and written to the camera file. See docs/store.md.
+    Count(sightline::store::count::CountArgs),
+    /// In-store analytics of one camera's footage (video files or frame folders, in recording
+    /// order): people in view, entries and exits across the camera's lines, dwell per zone,
+    /// a heat map, visitor age/gender mix. Writes CSVs, tracks.json, heatmap.png and
+    /// report.html to --out. See docs/store.md.
+    Store(sightline::store::run::StoreArgs),
     /// Check the models against their reference outputs.
     Models {
         #[command(subcommand)]
@@ -277,6 +296,8 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Submit {
             positional,
+            camera,
+            segment_s,
             collections,
             out,
             s3_prefix,
@@ -290,7 +311,16 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             json,
             resume,
         } => {
+            if positional.first().map(String::as_str) == Some("store") || kind.as_deref() == Some("store") {
+                let videos: Vec<PathBuf> = positional.iter().skip_while(|p| *p == "store").map(PathBuf::from).collect();
+                let camera = camera.context("a store job needs --camera CAMERA.toml")?;
+                let args = remote::store::SubmitStoreArgs { camera, videos, segment_s, wait, out, timeout_secs, json };
+                return remote::store::submit_store(&cli.common, args).await;
+            }
             const KINDS: [&str; 3] = ["ingest", "dedup", "annotate"];
+            if positional.len() > 2 {
+                anyhow::bail!("give at most a kind and one folder (got {} arguments)", positional.len());
+            }
             let mut positional = positional.into_iter();
             let (kind_word, dir) = match positional.next() {
                 Some(k) if KINDS.contains(&k.as_str()) && !std::path::Path::new(&k).is_dir() => {
@@ -330,6 +360,8 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Train(args) => sightline::train::run(args).await.map(|()| 0),
         Command::Review(args) => sightline::review::run(&cli.common, args).await,
         Command::Cluster(args) => tokio::task::spawn_blocking(move || cluster::run(args)).await?,
+        Command::Count(args) => sightline::store::count::run(args).await,
+        Command::Store(args) => sightline::store::run::run(args).await,
         Command::Models { command } => tokio::task::spawn_blocking(move || models::run(command)).await?,
         Command::ApiKey { name, catalogs, read_only, per_minute, json } => {
             api_key(&name, &catalogs, read_only, per_minute, json)

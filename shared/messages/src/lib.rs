@@ -27,7 +27,7 @@ pub use meta::{Meta, headers};
 use thiserror::Error;
 
 /// The stable names of every pipeline stage, in their canonical order.
-pub const STAGES: [&str; 8] = ["ingest", "dedup", "detect", "ocr", "face", "embed", "cluster", "index"];
+pub const STAGES: [&str; 9] = ["ingest", "dedup", "detect", "ocr", "face", "embed", "cluster", "index", "track"];
 
 /// A message as it travels: metadata plus an encoded body.
 #[derive(Debug, Clone, PartialEq)]

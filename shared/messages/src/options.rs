@@ -69,6 +69,15 @@ impl JobOptions {
         self.get(EMBED_ZOOM).and_then(|v| v.trim().parse::<u32>().ok()).filter(|p| (1..50).contains(p))
     }
 
+    /// The segment length of a store job (`store.segment_s`, 1-600 s; default
+    /// [`DEFAULT_SEGMENT_S`]).
+    pub fn store_segment_s(&self) -> f64 {
+        self.get(STORE_SEGMENT_S)
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|s| s.is_finite() && *s >= 1.0)
+            .map_or(DEFAULT_SEGMENT_S, |s| s.min(600.0))
+    }
+
     /// The named dedup scope (`dedup.scope`), if set and not empty.
     pub fn dedup_scope(&self) -> Option<&str> {
         self.get(DEDUP_SCOPE).filter(|s| !s.is_empty())
@@ -125,6 +134,15 @@ pub const JOB_ANNOTATE: &str = "annotate";
 pub const JOB_CATALOG: &str = "catalog";
 /// Job kind: a search query (search API).
 pub const JOB_SEARCH: &str = "search";
+/// Job kind: in-store analytics of camera videos (segments, people, tracks).
+pub const JOB_STORE: &str = "store";
+
+/// Job option: the camera file (TOML text) of a store job.
+pub const STORE_CAMERA: &str = "store.camera";
+/// Job option: the segment length of a store job, seconds (default [`DEFAULT_SEGMENT_S`]).
+pub const STORE_SEGMENT_S: &str = "store.segment_s";
+/// The default segment length, seconds: a segment is one message's work.
+pub const DEFAULT_SEGMENT_S: f64 = 10.0;
 
 /// The route of catalogue uploads and search queries: the photo is analysed, embedded and
 /// read, then indexed (an item) or answered (a query).
@@ -137,6 +155,7 @@ pub fn default_route(kind: &str) -> Option<Vec<String>> {
         JOB_DEDUP => &["ingest", "dedup"],
         JOB_ANNOTATE => &["ingest", "dedup", "detect", "embed", "cluster", "index"],
         JOB_CATALOG | JOB_SEARCH => &SEARCH_ROUTE,
+        JOB_STORE => &["ingest", "detect", "track"],
         _ => return None,
     };
     Some(stages.iter().map(|s| (*s).to_owned()).collect())
@@ -204,6 +223,10 @@ mod tests {
         assert_eq!((o.search_k(), o.embed_zoom(), o.dedup_scope()), (DEFAULT_K, None, None));
         assert_eq!(JobOptions::of(&task(&[(SEARCH_K, "100000")])).search_k(), MAX_K);
         assert_eq!(JobOptions::of(&task(&[(DEDUP_SCOPE, "crawl")])).dedup_scope(), Some("crawl"));
+        assert_eq!(JobOptions::of(&task(&[])).store_segment_s(), DEFAULT_SEGMENT_S);
+        assert_eq!(JobOptions::of(&task(&[(STORE_SEGMENT_S, "4")])).store_segment_s(), 4.0);
+        assert_eq!(JobOptions::of(&task(&[(STORE_SEGMENT_S, "0.1")])).store_segment_s(), DEFAULT_SEGMENT_S);
+        assert_eq!(JobOptions::of(&task(&[(STORE_SEGMENT_S, "9999")])).store_segment_s(), 600.0);
         assert_eq!(option(&task(&[(DEDUP_SCOPE, "crawl")]), DEDUP_SCOPE).as_deref(), Some("crawl"));
     }
 
@@ -229,7 +252,7 @@ mod tests {
 
     #[test]
     fn every_kind_with_a_default_route_has_a_valid_one() {
-        for kind in [JOB_INGEST, JOB_RUN, JOB_DEDUP, JOB_ANNOTATE, JOB_CATALOG, JOB_SEARCH] {
+        for kind in [JOB_INGEST, JOB_RUN, JOB_DEDUP, JOB_ANNOTATE, JOB_CATALOG, JOB_SEARCH, JOB_STORE] {
             let route = default_route(kind).expect("route");
             assert_eq!(validate_route(&route), Ok(()), "{kind}");
         }

@@ -10,8 +10,8 @@ use std::path::PathBuf;
 
 use sightline_messages::annotations::{
     self, Annotation, Annotations, ClassScore, ClusterOut, DedupOut, DetectOut, DuplicateKind, EmbedOut, EmbedRegion,
-    Evidence, FaceBox, FaceJson, FaceOut, FaceSummary, Flag, Gender, IndexOut, OcrOut, Price, Region, RegionKind,
-    SaliencyStats, SearchMatch, SearchOut, TextLine, TextLines,
+    Evidence, FaceBox, FaceJson, FaceOut, FaceSummary, Flag, Gender, IndexOut, OcrOut, PeopleOut, Price, Region,
+    RegionKind, SaliencyStats, SearchMatch, SearchOut, SegmentIn, StoreOut, TextLine, TextLines,
 };
 use sightline_messages::options::{self, JobOptions};
 use sightline_messages::{AnnotationError, Body, ImageTask, KIND_IMAGE};
@@ -257,4 +257,46 @@ fn a_duplicate_of_another_job_names_it() {
     annotations::write(&mut map, &out).expect("write");
     assert_eq!(map["dedup"]["of_job"], job.to_string());
     assert_eq!(annotations::read::<DedupOut>(&map).expect("read"), Some(out));
+}
+
+/// The store route's annotations (a video segment, its people, a video's analytics), each on a
+/// task of its own (the search-route task above stays as its fixture pins it).
+#[test]
+fn store_route_annotations_match_their_golden_json() {
+    let segment = SegmentIn {
+        version: SegmentIn::VERSION,
+        index: 2,
+        count: 6,
+        start_s: 20.0,
+        duration_s: 10.0,
+        fps: 5.0,
+        offset_s: 0.0,
+    };
+    let people = PeopleOut {
+        version: PeopleOut::VERSION,
+        key: "jobs/0/store/0000000003/detections/000002.json".into(),
+        frames: 50,
+        boxes: 312,
+    };
+    let store = StoreOut {
+        version: StoreOut::VERSION,
+        prefix: "jobs/0/store/0000000003/out/".into(),
+        frames: 300,
+        tracks: 17,
+        entries: 4,
+        exits: 3,
+        errors: vec!["camera1.mkv: corrupt or truncated video after 212 frame(s): File ended prematurely".into()],
+    };
+    fn one<A: Annotation + PartialEq + std::fmt::Debug>(value: &A) {
+        let mut task = annotated();
+        task.annotations = Annotations::new();
+        task.set_annotation(value).expect("write");
+        let text = serde_json::to_string_pretty(&task.annotations[A::KEY]).expect("json") + "\n";
+        check(&format!("{}.json", A::KEY), text.as_bytes());
+        let back: A = task.annotation().expect("well formed").expect("present");
+        assert_eq!(&back, value);
+    }
+    one(&segment);
+    one(&people);
+    one(&store);
 }

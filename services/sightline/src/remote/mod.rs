@@ -2,6 +2,7 @@
 //! Redis, S3), and [`dlq`] for the dead letters.
 
 pub mod dlq;
+pub mod store;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -16,6 +16,7 @@ mod embed;
 mod face;
 mod ocr;
 mod search;
+mod store;
 
 use std::collections::BTreeMap;
 
@@ -29,6 +30,7 @@ pub use embed::{EmbedOut, EmbedRegion};
 pub use face::{FaceJson, FaceOut, Gender};
 pub use ocr::{OcrOut, Price, TextLine};
 pub use search::{ClusterOut, IndexOut, SearchMatch, SearchOut};
+pub use store::{PeopleOut, SegmentIn, StoreOut};
 
 /// The annotations of one image on the wire: stage name → JSON value.
 pub type Annotations = BTreeMap<String, serde_json::Value>;
