@@ -115,11 +115,31 @@ fn synthetic(seed: u64, detector: &PersonDetector, engine: &FaceEngine, t: &mut 
     let mut scenario = Scenario::new(seed);
     scenario.data_dir = data_dir();
     let seq = store_synth::render(&scenario).with_context(|| format!("render seed {seed}"))?;
-    let camera = camera_of(&scenario)?;
+    let mut camera = camera_of(&scenario)?;
+    // Variants of the analytics, for measuring (the detections do not change with them).
+    if let Ok(v) = std::env::var("STORE_EVAL_FOOT") {
+        camera.foot = serde_json::from_value(json!(v)).context("STORE_EVAL_FOOT: box or stable")?;
+    }
+    if let Some(n) = std::env::var("STORE_EVAL_MIN_FRAMES").ok().and_then(|v| v.parse().ok()) {
+        camera.min_frames = n;
+    }
     let config = PersonConfig { tiles: 0, ..store_config(Some(0), camera.fps) };
     let look = |img: &RgbImage, b: &BBox| face_look(engine, img, b);
-    let frames = seq.frames.iter().map(|f| Ok((f.t, f.image.clone())));
-    let seg = detect_frames(detector, &config, frames, 2, Some(&look), |_| {})?;
+    // STORE_EVAL_CACHE=DIR keeps each seed's detections, so that analytics variants rerun in
+    // seconds.
+    let cache = std::env::var_os("STORE_EVAL_CACHE").map(|d| PathBuf::from(d).join(format!("seed{seed}.json")));
+    let seg = match cache.as_ref().filter(|p| p.exists()) {
+        Some(p) => serde_json::from_slice(&std::fs::read(p)?)?,
+        None => {
+            let frames = seq.frames.iter().map(|f| Ok((f.t, f.image.clone())));
+            let seg = detect_frames(detector, &config, frames, 2, Some(&look), |_| {})?;
+            if let Some(p) = &cache {
+                std::fs::create_dir_all(p.parent().context("cache dir")?)?;
+                std::fs::write(p, serde_json::to_vec(&seg)?)?;
+            }
+            seg
+        }
+    };
     let mut state = VideoState::new(Analytics::new(camera.clone(), store_tracker(camera.fps))?, 1);
     state.apply(&seg)?;
     let report = report_with_faces(&state);
@@ -371,7 +391,7 @@ fn main() -> Result<()> {
             "in_view_mae": totals.in_view_abs / totals.frames.max(1) as f64,
             "per_seed": per_seed,
         },
-        "vtest": vtest(&detector)?,
+        "vtest": if std::env::var_os("STORE_EVAL_NO_VTEST").is_some() { json!(null) } else { vtest(&detector)? },
     });
     if json_out {
         println!("{}", serde_json::to_string_pretty(&summary)?);

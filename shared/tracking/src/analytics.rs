@@ -40,7 +40,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::camera::{Camera, CameraError, Zone};
+use crate::camera::{Camera, CameraError, FootPoint, Zone};
 use crate::geometry::{Point, Segment, Side};
 use crate::heatmap::{HeatCell, HeatMap};
 use crate::report::{
@@ -292,6 +292,15 @@ struct CellCount {
     count: u64,
 }
 
+/// The foot point of the last box of `path` with the median height of the last ten boxes.
+fn stable_foot(path: &[TrackPoint]) -> Point {
+    let Some(last) = path.last() else { return Point::new(0.0, 0.0) };
+    let mut heights: Vec<f64> = path.iter().rev().take(10).map(|p| p.bbox.h).collect();
+    heights.sort_by(f64::total_cmp);
+    let h = heights[heights.len() / 2];
+    Point::new(last.bbox.x + last.bbox.w / 2.0, last.bbox.y + h)
+}
+
 /// The analytics of one camera's video: feed it frames with [`Analytics::observe`], get the
 /// [`Report`] from [`Analytics::finish`]. All state, tracker included, is serialisable.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -411,8 +420,12 @@ impl Analytics {
                 visitor: None,
             }
         });
-        let (t, foot) = (obs.t, obs.bbox.foot());
-        track.path.push(TrackPoint { t, bbox: obs.bbox });
+        track.path.push(TrackPoint { t: obs.t, bbox: obs.bbox });
+        let t = obs.t;
+        let foot = match camera.foot {
+            FootPoint::Box => obs.bbox.foot(),
+            FootPoint::Stable => stable_foot(&track.path),
+        };
 
         for (line, state) in camera.lines.iter().zip(&mut track.lines) {
             if let Some((_, to, t_cross)) = state.observe(&line.segment(), camera.min_frames, t, foot) {

@@ -57,6 +57,9 @@ pub struct Camera {
     /// Heat-map cell size, pixels. Default 16.
     #[serde(default = "default_heatmap_cell")]
     pub heatmap_cell: u32,
+    /// Which point of a person lines, zones and the heat map follow (default `stable`).
+    #[serde(default, skip_serializing_if = "FootPoint::is_default")]
+    pub foot: FootPoint,
     /// The person detector's tiles per side besides the whole frame (0: the frame only, for
     /// people taller than about 60 px; 2: a 2×2 grid for small people, five times the work).
     /// Absent: the detector's default (2).
@@ -91,6 +94,25 @@ fn default_heatmap_cell() -> u32 {
 }
 fn default_scale() -> f64 {
     1.0
+}
+
+/// The point of a person that lines, zones and the heat map follow.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FootPoint {
+    /// The bottom centre of the detected box.
+    Box,
+    /// The default. The bottom centre of a box as tall as the median of the track's last ten boxes, hung
+    /// from the detected box's top: a person whose legs are hidden (a shelf, another shopper)
+    /// keeps their feet where they were.
+    #[default]
+    Stable,
+}
+
+impl FootPoint {
+    fn is_default(&self) -> bool {
+        *self == FootPoint::Stable
+    }
 }
 
 /// A directed counting line: the segment `a → b` and which side of it is inside the store.
@@ -253,6 +275,7 @@ impl Camera {
             min_frames: default_min_frames(),
             heatmap_cell: default_heatmap_cell(),
             tiles: None,
+            foot: FootPoint::default(),
             region: None,
             correction: None,
             lines: Vec::new(),

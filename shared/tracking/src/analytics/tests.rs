@@ -1,7 +1,7 @@
 //! Scripted synthetic trajectories through the whole pipeline (tracker included).
 
 use super::*;
-use crate::camera::{Correction, CountLine};
+use crate::camera::{Correction, CountLine, FootPoint};
 use crate::geometry::Polygon;
 
 const FPS: f64 = 5.0;
@@ -460,4 +460,26 @@ mod line_state {
         let p = feed(&[(50.0, -10.0), (50.0, -10.0), (50.0, 10.0), (150.0, 10.0), (60.0, 10.0)], 2);
         assert_eq!(p, vec![(Side::Left, Side::Right, t(2))]);
     }
+}
+
+#[test]
+fn hidden_legs_move_a_box_foot_over_the_line_but_not_a_stable_one() {
+    // A person stands inside, feet at y = 330 (the door line is at y = 310), while something
+    // hides their legs for three frames: the box keeps its top and loses 40 px at the bottom,
+    // which puts its bottom at y = 290, outside.
+    let frames: Vec<Detection> = (0..16)
+        .map(|i| Detection::new(280.0, 210.0, 40.0, if (6..9).contains(&i) { 80.0 } else { 120.0 }, 0.9))
+        .collect();
+    let run = |foot: FootPoint| {
+        let mut camera = door_camera();
+        camera.foot = foot;
+        let mut analytics = Analytics::new(camera, TrackerConfig::default()).unwrap();
+        for (i, d) in frames.iter().enumerate() {
+            analytics.observe(t(i), std::slice::from_ref(d)).unwrap();
+        }
+        analytics.finish(t(frames.len()))
+    };
+    // The box foot counts an exit and an entry; the stable foot (median height) nothing.
+    assert_eq!(run(FootPoint::Box).crossings.len(), 2);
+    assert!(run(FootPoint::Stable).crossings.is_empty());
 }
