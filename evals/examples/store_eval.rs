@@ -30,15 +30,15 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use image::RgbImage;
 use serde_json::json;
-use sightline_detect::people::{detect_frames, detect_video_window, head_region, store_config};
+use sightline_detect::people::{detect_frames, detect_video_window, store_config};
 use sightline_evals::store_synth::{self, Direction as TruthDirection, Scenario};
 use sightline_face::{EngineConfig, FaceEngine};
 use sightline_inference::{ModelStore, Runtime};
 use sightline_tracking::analytics::Analytics;
 use sightline_tracking::camera::{Camera, CountLine, Zone};
 use sightline_tracking::geometry::{BBox, Point, Polygon, Side};
-use sightline_tracking::report::{Direction, Report};
-use sightline_tracking::segments::{FaceLook, VideoState, VisitorRule, store_tracker, visitors, windows};
+use sightline_tracking::report::Direction;
+use sightline_tracking::segments::{VideoState, store_tracker, windows};
 use sightline_video::Window;
 use sightline_vision::people::{PersonConfig, PersonDetector};
 
@@ -65,27 +65,6 @@ fn camera_of(s: &Scenario) -> Result<Camera> {
     });
     camera.validate()?;
     Ok(camera)
-}
-
-fn face_look(engine: &FaceEngine, img: &RgbImage, b: &BBox) -> Option<FaceLook> {
-    let (x, y, w, h) = head_region(b, img.width(), img.height())?;
-    let crop = image::imageops::crop_imm(img, x, y, w, h).to_image();
-    let f = engine.analyse(&crop).ok()?.into_iter().max_by(|a, b| a.bbox.area().total_cmp(&b.bbox.area()))?;
-    Some(FaceLook { age: f.age, male: f.male_probability, frontal: f.frontal, score: f.score, embedding: f.embedding })
-}
-
-fn report_with_faces(state: &VideoState) -> Report {
-    let tracks: Vec<u64> = state.tallest.keys().copied().collect();
-    let rule = sightline_face::persons::PersonConfig::default();
-    let v = visitors(state, &tracks, VisitorRule { min_person_height: 140.0 }, |e| {
-        let faces: Vec<(&[f32], bool)> = e.iter().map(|x| (*x, true)).collect();
-        sightline_face::persons::cluster(&faces, &rule)
-    });
-    let mut analytics = state.analytics.clone();
-    for (id, visitor) in v {
-        let _ = analytics.set_track_attributes(id, visitor);
-    }
-    analytics.finish(state.t_end)
 }
 
 fn band(age: f64) -> &'static str {
@@ -124,7 +103,7 @@ fn synthetic(seed: u64, detector: &PersonDetector, engine: &FaceEngine, t: &mut 
         camera.min_frames = n;
     }
     let config = PersonConfig { tiles: 0, ..store_config(Some(0), camera.fps) };
-    let look = |img: &RgbImage, b: &BBox| face_look(engine, img, b);
+    let look = |img: &RgbImage, b: &BBox| sightline_face::segment::face_look(engine, img, b);
     // STORE_EVAL_CACHE=DIR keeps each seed's detections, so that analytics variants rerun in
     // seconds.
     let cache = std::env::var_os("STORE_EVAL_CACHE").map(|d| PathBuf::from(d).join(format!("seed{seed}.json")));
@@ -142,7 +121,7 @@ fn synthetic(seed: u64, detector: &PersonDetector, engine: &FaceEngine, t: &mut 
     };
     let mut state = VideoState::new(Analytics::new(camera.clone(), store_tracker(camera.fps))?, 1);
     state.apply(&seg)?;
-    let report = report_with_faces(&state);
+    let report = sightline_track::report_of(&state);
     let truth = &seq.truth;
 
     // Crossings: greedy by time difference, same direction, within 1 s.

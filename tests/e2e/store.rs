@@ -1,7 +1,7 @@
 //! The store route end to end: a camera's video through an ingest worker (probe, cut into
-//! one-second segments), two detect workers (the people of each segment's frames) and a track
-//! worker (the segments in order, the tracker state carried between them), on the real
-//! services. Its tables must equal the embedded `sightline store` run of the same video, and
+//! one-second segments), two detect workers (the people of each segment's frames), a face
+//! worker (the heads of the people tall enough) and a track worker (the segments in order, the
+//! tracker state carried between them), on the real services. Its tables must equal the embedded `sightline store` run of the same video, and
 //! both detect replicas must have taken segments. The detect workers need the models.
 
 use sightline_tests::{Services, Worker, fixture_path};
@@ -24,7 +24,6 @@ fn a_video_in_segments_over_two_detect_replicas_counts_as_the_embedded_run() {
         embedded.to_str().expect("utf8"),
         "--segment-s",
         "1",
-        "--no-faces",
         "--json",
         video,
     ]);
@@ -36,6 +35,7 @@ fn a_video_in_segments_over_two_detect_replicas_counts_as_the_embedded_run() {
     let _ingest = Worker::start(&services, "ingest", &[]);
     let detect_a = Worker::start(&services, "detect", &[("PREFETCH", "1")]);
     let detect_b = Worker::start(&services, "detect", &[("PREFETCH", "1")]);
+    let _face = Worker::start(&services, "face", &[]);
     let _track = Worker::start(&services, "track", &[("PREFETCH", "4")]);
     let distributed = dir.join("distributed");
     let (job, out) = services.submit_and_wait(

@@ -17,11 +17,7 @@ use sightline_vision::people::{Person, PersonConfig, PersonDetector};
 
 /// Frames decoded, then detected in parallel, at a time.
 const CHUNK: usize = 8;
-/// Heads are looked at on every this-many-th frame (faces change little in 0.6 s at 5 fps).
-pub const FACE_EVERY: u64 = 3;
-/// A person box shorter than this has a face under the face detector's 20 px: its head is not
-/// looked at (a standing adult's face is about an eighth of the body's height).
-pub const MIN_PERSON_HEIGHT_FOR_FACE: f64 = 140.0;
+pub use sightline_tracking::segments::{FACE_EVERY, MIN_PERSON_HEIGHT_FOR_FACE, face_due, head_region};
 
 /// Looks for a face on a person's head: given the frame and the person's box.
 pub type FaceLookFn<'a> = &'a (dyn Fn(&RgbImage, &BBox) -> Option<FaceLook> + Sync);
@@ -59,16 +55,6 @@ pub fn detection(p: &Person) -> Detection {
         f64::from(p.bbox.h),
         f64::from(p.score),
     )
-}
-
-/// The square head region of a person box: the top of the box, as wide as the box (at least
-/// 30 % of its height), with a margin; clipped to the frame. `None` when too small.
-pub fn head_region(b: &BBox, width: u32, height: u32) -> Option<(u32, u32, u32, u32)> {
-    let side = (b.w.max(b.h * 0.3) * 1.2).max(24.0);
-    let (cx, top) = (b.x + b.w / 2.0, b.y - 0.1 * side);
-    let (x0, y0) = ((cx - side / 2.0).max(0.0), top.max(0.0));
-    let (x1, y1) = ((cx + side / 2.0).min(f64::from(width)), (top + side).min(f64::from(height)));
-    (x1 - x0 >= 16.0 && y1 - y0 >= 16.0).then_some((x0 as u32, y0 as u32, (x1 - x0) as u32, (y1 - y0) as u32))
 }
 
 /// The detector settings of the store route for a camera: boxes down to the tracker's low
@@ -122,10 +108,9 @@ pub fn detect_frames(
         let results = parallel_map(&chunk, threads, |(i, _, img)| -> Result<FrameDetections, VisionError> {
             let people: Vec<Detection> = detector.detect_with(img, config)?.iter().map(detection).collect();
             let looks = match faces {
-                Some(look) if i % FACE_EVERY == 0 => people
-                    .iter()
-                    .map(|d| (d.bbox.h >= MIN_PERSON_HEIGHT_FOR_FACE).then(|| look(img, &d.bbox)).flatten())
-                    .collect(),
+                Some(look) if people.iter().any(|d| face_due(*i, d)) => {
+                    people.iter().map(|d| face_due(*i, d).then(|| look(img, &d.bbox)).flatten()).collect()
+                }
                 _ => Vec::new(),
             };
             Ok(FrameDetections { t: 0.0, people, faces: looks })
@@ -174,13 +159,5 @@ mod tests {
         let items: Vec<u32> = (0..50).collect();
         assert_eq!(parallel_map(&items, 3, |x| x * 2), items.iter().map(|x| x * 2).collect::<Vec<_>>());
         assert_eq!(parallel_map(&items, 1, |x| x + 1)[49], 50);
-    }
-
-    #[test]
-    fn head_regions_sit_on_top_of_the_box() {
-        let (x, y, w, h) = head_region(&BBox::new(100.0, 50.0, 60.0, 200.0), 640, 480).expect("region");
-        assert!(x <= 100 && x + w >= 160, "covers the box's width");
-        assert!(y <= 50 && y + h < 150, "the top half only: {y} {h}");
-        assert!(head_region(&BBox::new(630.0, 470.0, 5.0, 5.0), 640, 480).is_none(), "a corner sliver");
     }
 }

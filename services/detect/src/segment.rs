@@ -4,8 +4,8 @@
 //! ([`detections_key`]) and the task goes on to track with `annotations.people`.
 //!
 //! A replica keeps the last video it fetched in a temporary file, so the segments of one video
-//! that reach the same replica fetch it once. Faces are not looked at here (the face models
-//! belong to the face stage): the distributed composition says `faces not analysed`.
+//! that reach the same replica fetch it once. Faces are looked at by the next stage, face, which
+//! holds the face models.
 
 use std::io::Write as _;
 use std::sync::Arc;

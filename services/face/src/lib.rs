@@ -16,6 +16,7 @@ pub mod geometry;
 pub mod output;
 pub mod persons;
 pub mod pose;
+pub mod segment;
 pub mod stage;
 
 use image::RgbImage;

@@ -26,14 +26,11 @@ pub struct PersonConfig {
 
 impl Default for PersonConfig {
     fn default() -> Self {
-        Self { link: 0.5, attach: 0.5 }
+        Self { link: sightline_tracking::identity::FRONTAL_LINK, attach: 0.5 }
     }
 }
 
-/// Dot product (cosine similarity of L2-normalised vectors).
-pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
+pub use sightline_tracking::identity::{cluster_frontal, cosine};
 
 /// Scales `v` to unit length in place (a zero vector stays zero).
 pub fn l2_normalise(v: &mut [f32]) {
@@ -41,31 +38,6 @@ pub fn l2_normalise(v: &mut [f32]) {
     if n > 0.0 {
         v.iter_mut().for_each(|x| *x /= n);
     }
-}
-
-/// Connected components of the graph "similarity >= link" over `embeddings`; labels are
-/// numbered from 0 in order of first appearance.
-pub fn cluster_frontal(embeddings: &[&[f32]], link: f32) -> Vec<usize> {
-    let n = embeddings.len();
-    let mut label = vec![usize::MAX; n];
-    let mut next = 0;
-    for start in 0..n {
-        if label[start] != usize::MAX {
-            continue;
-        }
-        label[start] = next;
-        let mut stack = vec![start];
-        while let Some(i) = stack.pop() {
-            for j in 0..n {
-                if label[j] == usize::MAX && cosine(embeddings[i], embeddings[j]) >= link {
-                    label[j] = next;
-                    stack.push(j);
-                }
-            }
-        }
-        next += 1;
-    }
-    label
 }
 
 /// Person ids (from 1, in order of first appearance) for a batch of faces given as

@@ -122,6 +122,7 @@ pub struct FaceStage {
     engine: Models<FaceEngine>,
     limits: Limits,
     persons: PersonAssigner,
+    segments: crate::segment::Segments,
 }
 
 impl std::fmt::Debug for FaceStage {
@@ -140,7 +141,12 @@ fn stage_error(e: FaceError) -> StageError {
 impl FaceStage {
     /// A stage over a loaded engine.
     pub fn new(engine: Arc<FaceEngine>, persons: PersonConfig, limits: Limits) -> Self {
-        Self { engine: Models::loaded("face models", engine), limits, persons: PersonAssigner::new(persons) }
+        Self {
+            engine: Models::loaded("face models", engine),
+            limits,
+            persons: PersonAssigner::new(persons),
+            segments: Default::default(),
+        }
     }
 
     /// The stage over `store` (shared with the other model stages of the process), with the
@@ -155,7 +161,12 @@ impl FaceStage {
             tracing::info!(stage = NAME, models = ?MODELS, "models loaded");
             Ok::<_, FaceError>(engine)
         });
-        Self { engine, limits: args.limits(), persons: PersonAssigner::new(args.person_config()) }
+        Self {
+            engine,
+            limits: args.limits(),
+            persons: PersonAssigner::new(args.person_config()),
+            segments: Default::default(),
+        }
     }
 }
 
@@ -165,6 +176,10 @@ impl ImageStage for FaceStage {
 
     async fn handle_image(&self, ctx: &Ctx, mut task: ImageTask) -> Result<Vec<Effect>, StageError> {
         let engine = self.engine.load().await.map_err(StageError::transient)?;
+        if crate::segment::is_segment(&task)? {
+            // A store job's video segment (docs/store.md): the heads of its people.
+            return self.segments.handle(ctx, engine, task).await;
+        }
         let bytes = ctx.blob.get(&task.key).await?;
         let (limits, name) = (self.limits, task.name.clone());
         let started = Instant::now();

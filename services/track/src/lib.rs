@@ -1,4 +1,4 @@
-//! The track stage: the fan-in of the store route (`ingest → detect → track`, docs/store.md).
+//! The track stage: the fan-in of the store route (`ingest → detect → face → track`, docs/store.md).
 //!
 //! Detection fans a camera's video out per segment; tracking needs the frames in order. Each
 //! segment task that reaches this stage is parked in storage ([`segment_key`]); then, holding
@@ -89,9 +89,6 @@ pub fn state_key(job: Uuid, item: u64) -> String {
 pub fn out_prefix(job: Uuid, item: u64) -> String {
     format!("{}out/", video_prefix(job, item))
 }
-
-/// The rule for composition: a person box shorter than this has a face too small to analyse.
-pub const VISITORS: VisitorRule = VisitorRule { min_person_height: 140.0 };
 
 /// The track stage.
 pub struct TrackStage {
@@ -215,13 +212,13 @@ impl TrackStage {
     }
 }
 
-/// The report of a finished video: visitors set from the face looks (none on the distributed
-/// path: `faces not analysed`), then the analytics closed at the end of the last frame.
+/// The report of a finished video: visitors set from the face looks (the face stage's, on the
+/// store route), then the analytics closed at the end of the last frame. The embedded
+/// `sightline store` reports through this too.
 pub fn report_of(state: &VideoState) -> Report {
     let tracks: Vec<u64> = state.tallest.keys().copied().collect();
     let mut analytics = state.analytics.clone();
-    // Without embeddings to compare, every track is its own person.
-    for (id, v) in visitors(state, &tracks, VISITORS, |e| vec![None; e.len()]) {
+    for (id, v) in visitors(state, &tracks, VisitorRule::default()) {
         // Every id came from the analytics' own tracks.
         let _ = analytics.set_track_attributes(id, v);
     }

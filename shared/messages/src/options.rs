@@ -134,7 +134,7 @@ pub const JOB_ANNOTATE: &str = "annotate";
 pub const JOB_CATALOG: &str = "catalog";
 /// Job kind: a search query (search API).
 pub const JOB_SEARCH: &str = "search";
-/// Job kind: in-store analytics of camera videos (segments, people, tracks).
+/// Job kind: in-store analytics of camera videos (segments, people, faces, tracks).
 pub const JOB_STORE: &str = "store";
 
 /// Job option: the camera file (TOML text) of a store job.
@@ -155,7 +155,7 @@ pub fn default_route(kind: &str) -> Option<Vec<String>> {
         JOB_DEDUP => &["ingest", "dedup"],
         JOB_ANNOTATE => &["ingest", "dedup", "detect", "embed", "cluster", "index"],
         JOB_CATALOG | JOB_SEARCH => &SEARCH_ROUTE,
-        JOB_STORE => &["ingest", "detect", "track"],
+        JOB_STORE => &["ingest", "detect", "face", "track"],
         _ => return None,
     };
     Some(stages.iter().map(|s| (*s).to_owned()).collect())

@@ -46,6 +46,7 @@ pub mod assign;
 pub mod camera;
 pub mod geometry;
 pub mod heatmap;
+pub mod identity;
 pub mod kalman;
 pub mod report;
 pub mod segments;

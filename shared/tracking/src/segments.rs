@@ -57,6 +57,31 @@ pub fn windows(duration_s: Option<f64>, segment_s: f64) -> Vec<(f64, Option<f64>
         .collect()
 }
 
+/// Heads are looked at on every this-many-th frame of a segment (faces change little in 0.6 s
+/// at 5 fps).
+pub const FACE_EVERY: u64 = 3;
+
+/// A person box shorter than this has a face under the face detector's 20 px: its head is not
+/// looked at (a standing adult's face is about an eighth of the body's height).
+pub const MIN_PERSON_HEIGHT_FOR_FACE: f64 = 140.0;
+
+/// Whether the head of `person` in frame `index` of a segment (from 0) is looked at. The one
+/// rule of the embedded command (detect's frames) and of the face stage (a segment's frames).
+pub fn face_due(index: u64, person: &Detection) -> bool {
+    index.is_multiple_of(FACE_EVERY) && person.bbox.h >= MIN_PERSON_HEIGHT_FOR_FACE
+}
+
+/// The square head region of a person box, `(x, y, w, h)` in whole pixels: the top of the box,
+/// as wide as the box (at least 30 % of its height), with a margin; clipped to the frame.
+/// `None` when too small to look at.
+pub fn head_region(b: &crate::geometry::BBox, width: u32, height: u32) -> Option<(u32, u32, u32, u32)> {
+    let side = (b.w.max(b.h * 0.3) * 1.2).max(24.0);
+    let (cx, top) = (b.x + b.w / 2.0, b.y - 0.1 * side);
+    let (x0, y0) = ((cx - side / 2.0).max(0.0), top.max(0.0));
+    let (x1, y1) = ((cx + side / 2.0).min(f64::from(width)), (top + side).min(f64::from(height)));
+    (x1 - x0 >= 16.0 && y1 - y0 >= 16.0).then_some((x0 as u32, y0 as u32, (x1 - x0) as u32, (y1 - y0) as u32))
+}
+
 /// A face found on a person's head: what the face models said.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FaceLook {
@@ -178,20 +203,22 @@ impl VideoState {
 pub struct VisitorRule {
     /// A track whose box was never this tall had a face too small to analyse.
     pub min_person_height: f64,
+    /// Two tracks whose best frontal faces are at least this similar are the same person.
+    pub link: f32,
+}
+
+impl Default for VisitorRule {
+    fn default() -> Self {
+        Self { min_person_height: MIN_PERSON_HEIGHT_FOR_FACE, link: crate::identity::FRONTAL_LINK }
+    }
 }
 
 /// Each track's attributes from its face looks: age (median) and gender (mean probability) of
-/// its frontal looks, else of all its looks. `same_person` groups tracks by their best frontal
-/// face (the face stage's person rule, given by the caller: it returns a person label per
-/// embedding); a track whose person was already seen on an earlier track counts once, as
-/// `same person as track N`. Tracks without a look say why: `face too small` (never taller
+/// its frontal looks, else of all its looks. Tracks are grouped by their best frontal face (the
+/// face stage's person rule, [`crate::identity`]); a track whose person was already seen on an
+/// earlier track counts once, as `same person as track N`. Tracks without a look say why: `face too small` (never taller
 /// than the rule's height), `no face found`, or `faces not analysed`.
-pub fn visitors(
-    state: &VideoState,
-    tracks: &[u64],
-    rule: VisitorRule,
-    same_person: impl Fn(&[&[f32]]) -> Vec<Option<u64>>,
-) -> BTreeMap<u64, Visitor> {
+pub fn visitors(state: &VideoState, tracks: &[u64], rule: VisitorRule) -> BTreeMap<u64, Visitor> {
     let best: Vec<(u64, &FaceLook)> = state
         .faces
         .iter()
@@ -204,18 +231,16 @@ pub fn visitors(
         })
         .collect();
     let embeddings: Vec<&[f32]> = best.iter().map(|(_, l)| l.embedding.as_slice()).collect();
-    let persons = same_person(&embeddings);
-    let mut first_of: BTreeMap<u64, u64> = BTreeMap::new();
+    let persons = crate::identity::cluster_frontal(&embeddings, rule.link);
+    let mut first_of: BTreeMap<usize, u64> = BTreeMap::new();
     let mut duplicate_of: BTreeMap<u64, u64> = BTreeMap::new();
-    for ((id, _), person) in best.iter().zip(persons) {
-        if let Some(p) = person {
-            match first_of.get(&p) {
-                Some(&first) => {
-                    duplicate_of.insert(*id, first);
-                }
-                None => {
-                    first_of.insert(p, *id);
-                }
+    for ((id, _), p) in best.iter().zip(persons) {
+        match first_of.get(&p) {
+            Some(&first) => {
+                duplicate_of.insert(*id, first);
+            }
+            None => {
+                first_of.insert(p, *id);
             }
         }
     }
@@ -271,6 +296,18 @@ mod tests {
     use crate::tracker::TrackerConfig;
 
     #[test]
+    fn head_regions_sit_on_top_of_the_box_and_looks_follow_the_rule() {
+        let b = crate::geometry::BBox::new(100.0, 50.0, 60.0, 200.0);
+        let (x, y, w, h) = head_region(&b, 640, 480).expect("region");
+        assert!(x <= 100 && x + w >= 160, "covers the box's width");
+        assert!(y <= 50 && y + h < 150, "the top half only: {y} {h}");
+        assert!(head_region(&crate::geometry::BBox::new(630.0, 470.0, 5.0, 5.0), 640, 480).is_none());
+        let tall = Detection::new(0.0, 0.0, 50.0, 150.0, 0.9);
+        let short = Detection::new(0.0, 0.0, 50.0, 100.0, 0.9);
+        assert!(face_due(0, &tall) && face_due(3, &tall) && !face_due(1, &tall) && !face_due(0, &short));
+    }
+
+    #[test]
     fn windows_cut_the_video_and_the_last_runs_to_the_end() {
         assert_eq!(windows(Some(25.0), 10.0), vec![(0.0, Some(10.0)), (10.0, Some(10.0)), (20.0, None)]);
         assert_eq!(windows(Some(20.0), 10.0), vec![(0.0, Some(10.0)), (10.0, None)]);
@@ -319,7 +356,7 @@ mod tests {
         assert!(state.is_complete());
         let tracks: Vec<u64> = state.faces.keys().copied().collect();
         assert_eq!(tracks.len(), 1, "one person, one track");
-        let v = visitors(&state, &tracks, VisitorRule { min_person_height: 140.0 }, |e| vec![Some(1); e.len()]);
+        let v = visitors(&state, &tracks, VisitorRule::default());
         let v = &v[&tracks[0]];
         assert_eq!(v.gender, Some(Gender::Male));
         assert!(v.age.is_some_and(|a| (30.0..36.0).contains(&a)));
@@ -335,8 +372,7 @@ mod tests {
         let look = FaceLook { age: 40.0, male: 0.2, frontal: true, score: 0.9, embedding: vec![0.0, 1.0] };
         state.faces.insert(3, vec![look.clone()]);
         state.faces.insert(4, vec![look]);
-        let rule = VisitorRule { min_person_height: 140.0 };
-        let v = visitors(&state, &[1, 2, 3, 4], rule, |e| vec![Some(7); e.len()]);
+        let v = visitors(&state, &[1, 2, 3, 4], VisitorRule::default());
         assert_eq!(v[&1].reason.as_deref(), Some("face too small"));
         assert_eq!(v[&2].reason.as_deref(), Some("no face found"));
         assert_eq!(v[&3].gender, Some(Gender::Female));

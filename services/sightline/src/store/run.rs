@@ -18,14 +18,13 @@ use anyhow::{Context, bail};
 use clap::Args;
 use image::RgbImage;
 use serde::Serialize;
-use sightline_detect::people::{FaceLookFn, detect_frames, detect_video_window, head_region, store_config};
+use sightline_detect::people::{FaceLookFn, detect_frames, detect_video_window, store_config};
 use sightline_face::{EngineConfig, FaceEngine};
-use sightline_track::VISITORS;
 use sightline_tracking::analytics::Analytics;
 use sightline_tracking::camera::Camera;
 use sightline_tracking::geometry::BBox;
 use sightline_tracking::report::Report;
-use sightline_tracking::segments::{FaceLook, SegmentDetections, VideoState, store_tracker, visitors, windows};
+use sightline_tracking::segments::{SegmentDetections, VideoState, store_tracker, windows};
 use sightline_video::{Frames, Window};
 
 use super::{DetectorArgs, progress, read_camera};
@@ -141,15 +140,6 @@ pub async fn run(args: StoreArgs) -> anyhow::Result<i32> {
     Ok(i32::from(!summary.errors.is_empty()))
 }
 
-/// A face look with the face models: the largest face in the person's head region.
-fn face_look(engine: &FaceEngine, img: &RgbImage, b: &BBox) -> Option<FaceLook> {
-    let (x, y, w, h) = head_region(b, img.width(), img.height())?;
-    let crop = image::imageops::crop_imm(img, x, y, w, h).to_image();
-    let found = engine.analyse(&crop).ok()?;
-    let f = found.into_iter().max_by(|a, b| a.bbox.area().total_cmp(&b.bbox.area()))?;
-    Some(FaceLook { age: f.age, male: f.male_probability, frontal: f.frontal, score: f.score, embedding: f.embedding })
-}
-
 /// Detects, tracks and analyses every input, a segment at a time (the distributed route's
 /// steps, in this process); the report, the decoding faults and a frame for the heat map.
 pub fn analyse(camera: &Camera, args: &StoreArgs) -> anyhow::Result<(Report, Vec<String>, Option<RgbImage>)> {
@@ -161,7 +151,7 @@ pub fn analyse(camera: &Camera, args: &StoreArgs) -> anyhow::Result<(Report, Vec
     } else {
         Some(FaceEngine::from_env(1, EngineConfig::default()).context("load the face models")?)
     };
-    let look = |img: &RgbImage, b: &BBox| engine.as_ref().and_then(|e| face_look(e, img, b));
+    let look = |img: &RgbImage, b: &BBox| engine.as_ref().and_then(|e| sightline_face::segment::face_look(e, img, b));
     let faces: Option<FaceLookFn<'_>> = engine.as_ref().map(|_| &look as FaceLookFn<'_>);
     let analytics = Analytics::new(camera.clone(), store_tracker(camera.fps)).context("camera")?;
     let mut state = VideoState::new(analytics, 0);
@@ -214,17 +204,8 @@ pub fn analyse(camera: &Camera, args: &StoreArgs) -> anyhow::Result<(Report, Vec
             state.errors.first().map(|e| format!(": {e}")).unwrap_or_default()
         );
     }
-    let tracks: Vec<u64> = state.tallest.keys().copied().collect();
-    let person_rule = sightline_face::persons::PersonConfig::default();
-    let people = visitors(&state, &tracks, VISITORS, |embeddings| {
-        let faces: Vec<(&[f32], bool)> = embeddings.iter().map(|e| (*e, true)).collect();
-        sightline_face::persons::cluster(&faces, &person_rule)
-    });
-    let mut analytics = state.analytics.clone();
-    for (id, v) in people {
-        analytics.set_track_attributes(id, v).context("set a track's attributes")?;
-    }
-    Ok((analytics.finish(state.t_end), state.errors, background))
+    let report = sightline_track::report_of(&state);
+    Ok((report, state.errors, background))
 }
 
 /// The first frame of an input, to draw the heat map on.
