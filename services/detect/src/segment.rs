@@ -7,7 +7,6 @@
 //! that reach the same replica fetch it once. Faces are looked at by the next stage, face, which
 //! holds the face models.
 
-use std::io::Write as _;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -19,7 +18,6 @@ use sightline_runtime::{Ctx, Effect, StageError};
 use sightline_tracking::camera::Camera;
 use sightline_video::{VideoError, Window};
 use sightline_vision::people::{PersonConfig, PersonDetector};
-use tokio::sync::Mutex;
 use tracing::info;
 use uuid::Uuid;
 
@@ -36,17 +34,11 @@ pub fn is_segment(task: &ImageTask) -> Result<bool, StageError> {
     task.annotation::<SegmentIn>().map(|s| s.is_some()).map_err(|e| StageError::permanent(e.to_string()))
 }
 
-/// The last video fetched: its content hash and the temporary file holding it.
-struct Cached {
-    sha256: String,
-    file: Arc<tempfile::TempPath>,
-}
-
 /// The segment handler of the detect stage.
 pub struct Segments {
     detector: Models<PersonDetector>,
     threads: usize,
-    video: Mutex<Option<Cached>>,
+    video: sightline_runtime::local_copy::LastObject,
 }
 
 impl Segments {
@@ -61,28 +53,7 @@ impl Segments {
             info!(stage = NAME, model = sightline_vision::people::MODEL, "person detector loaded");
             Ok(d)
         });
-        Self { detector, threads, video: Mutex::new(None) }
-    }
-
-    /// The video of `task` in a local file (fetched unless it is the cached one).
-    async fn video_file(&self, ctx: &Ctx, task: &ImageTask) -> Result<Arc<tempfile::TempPath>, StageError> {
-        let mut cached = self.video.lock().await;
-        if let Some(c) = cached.as_ref().filter(|c| c.sha256 == task.sha256) {
-            return Ok(Arc::clone(&c.file));
-        }
-        let bytes: Bytes = ctx.blob.get(&task.key).await?;
-        let file = ctx
-            .blocking(move || -> std::io::Result<tempfile::TempPath> {
-                let mut f = tempfile::Builder::new().prefix("sightline-video-").tempfile()?;
-                f.write_all(&bytes)?;
-                f.flush()?;
-                Ok(f.into_temp_path())
-            })
-            .await?
-            .map_err(|e| StageError::transient(format!("write the video to a temporary file: {e}")))?;
-        let file = Arc::new(file);
-        *cached = Some(Cached { sha256: task.sha256.clone(), file: Arc::clone(&file) });
-        Ok(file)
+        Self { detector, threads, video: Default::default() }
     }
 
     /// Detects the people of the segment, stores them and forwards the task.
@@ -95,7 +66,7 @@ impl Segments {
             .map_err(|e| StageError::permanent(format!("camera file: {e}")))?;
         let config = store_config(camera.tiles, seg.fps);
         let detector = self.detector.load().await.map_err(StageError::transient)?;
-        let file = self.video_file(ctx, &task).await?;
+        let file = self.video.file(ctx, &task.key, &task.sha256).await?;
         let threads = self.threads;
         let window = Window { start_s: seg.start_s, duration_s: (seg.index + 1 < seg.count).then_some(seg.duration_s) };
         let (fps, offset) = (seg.fps, seg.offset_s);

@@ -7,7 +7,6 @@
 //! them. It is the embedded `sightline store`'s face look, done by the stage that holds the
 //! face models.
 
-use std::io::Write as _;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -17,7 +16,6 @@ use sightline_messages::annotations::{PeopleOut, SegmentIn};
 use sightline_runtime::{Ctx, Effect, StageError};
 use sightline_tracking::segments::{FaceLook, SegmentDetections, face_due, head_region};
 use sightline_video::{Frames, VideoError, Window};
-use tokio::sync::Mutex;
 use tracing::info;
 
 use crate::NAME;
@@ -60,16 +58,10 @@ fn faces_key(people_key: &str) -> String {
     }
 }
 
-/// The last video fetched: its content hash and the temporary file holding it.
-struct Cached {
-    sha256: String,
-    file: Arc<tempfile::TempPath>,
-}
-
 /// The segment handler of the face stage.
 #[derive(Default)]
 pub struct Segments {
-    video: Mutex<Option<Cached>>,
+    video: sightline_runtime::local_copy::LastObject,
 }
 
 impl std::fmt::Debug for Segments {
@@ -84,26 +76,6 @@ pub fn is_segment(task: &ImageTask) -> Result<bool, StageError> {
 }
 
 impl Segments {
-    async fn video_file(&self, ctx: &Ctx, task: &ImageTask) -> Result<Arc<tempfile::TempPath>, StageError> {
-        let mut cached = self.video.lock().await;
-        if let Some(c) = cached.as_ref().filter(|c| c.sha256 == task.sha256) {
-            return Ok(Arc::clone(&c.file));
-        }
-        let bytes: Bytes = ctx.blob.get(&task.key).await?;
-        let file = ctx
-            .blocking(move || -> std::io::Result<tempfile::TempPath> {
-                let mut f = tempfile::Builder::new().prefix("sightline-video-").tempfile()?;
-                f.write_all(&bytes)?;
-                f.flush()?;
-                Ok(f.into_temp_path())
-            })
-            .await?
-            .map_err(|e| StageError::transient(format!("write the video to a temporary file: {e}")))?;
-        let file = Arc::new(file);
-        *cached = Some(Cached { sha256: task.sha256.clone(), file: Arc::clone(&file) });
-        Ok(file)
-    }
-
     /// Looks at the heads of the segment's people, stores the result and forwards the task.
     pub async fn handle(
         &self,
@@ -123,7 +95,7 @@ impl Segments {
         let bytes = ctx.blob.get(&people.key).await?;
         let mut detections: SegmentDetections =
             serde_json::from_slice(&bytes).map_err(|e| permanent(format!("detections {}: {e}", people.key)))?;
-        let file = self.video_file(ctx, &task).await?;
+        let file = self.video.file(ctx, &task.key, &task.sha256).await?;
         let window = Window { start_s: seg.start_s, duration_s: (seg.index + 1 < seg.count).then_some(seg.duration_s) };
         let fps = seg.fps;
         let detections = ctx

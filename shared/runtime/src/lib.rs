@@ -14,6 +14,7 @@ pub mod backends;
 pub mod config;
 pub mod embedded;
 pub mod fanin;
+pub mod local_copy;
 pub mod metrics;
 #[cfg(feature = "otel")]
 mod otel;
