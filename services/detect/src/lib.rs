@@ -276,7 +276,7 @@ impl ImageStage for Detect {
     const NAME: &'static str = NAME;
 
     async fn handle_image(&self, ctx: &Ctx, mut task: ImageTask) -> Result<Vec<Effect>, StageError> {
-        if segment::is_segment(&task)? {
+        if sightline_messages::annotations::SegmentIn::is_on(&task).map_err(|e| StageError::permanent(e.to_string()))? {
             return self.segments.handle(ctx, task).await;
         }
         let analyzer = self.analyzer().await.map_err(StageError::transient)?;

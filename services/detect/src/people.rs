@@ -74,16 +74,16 @@ pub fn store_config(camera_tiles: Option<u32>, fps: f64) -> PersonConfig {
 pub fn detect_frames(
     detector: &PersonDetector,
     config: &PersonConfig,
-    frames: impl Iterator<Item = Result<(f64, RgbImage), VideoError>>,
+    mut frames: impl Iterator<Item = Result<(f64, RgbImage), VideoError>>,
     threads: usize,
     faces: Option<FaceLookFn<'_>>,
     mut progress: impl FnMut(usize),
 ) -> Result<SegmentDetections, VisionError> {
     let mut out =
         SegmentDetections { width: 0, height: 0, frames: Vec::new(), error: None, faces_analysed: faces.is_some() };
-    let mut frames = frames.peekable();
     let mut index = 0u64;
-    loop {
+    let mut ended = false;
+    while !ended {
         let mut chunk: Vec<(u64, f64, RgbImage)> = Vec::with_capacity(CHUNK);
         while chunk.len() < CHUNK {
             match frames.next() {
@@ -97,15 +97,19 @@ pub fn detect_frames(
                 }
                 Some(Err(e)) => {
                     out.error = Some(e.to_string());
+                    ended = true;
                     break;
                 }
-                None => break,
+                None => {
+                    ended = true;
+                    break;
+                }
             }
         }
         if chunk.is_empty() {
             break;
         }
-        let results = parallel_map(&chunk, threads, |(i, _, img)| -> Result<FrameDetections, VisionError> {
+        let results = parallel_map(&chunk, threads, |(i, t, img)| -> Result<FrameDetections, VisionError> {
             let people: Vec<Detection> = detector.detect_with(img, config)?.iter().map(detection).collect();
             let looks = match faces {
                 Some(look) if people.iter().any(|d| face_due(*i, d)) => {
@@ -113,20 +117,15 @@ pub fn detect_frames(
                 }
                 _ => Vec::new(),
             };
-            Ok(FrameDetections { t: 0.0, people, faces: looks })
+            Ok(FrameDetections { t: *t, people, faces: looks })
         });
-        for ((_, t, img), r) in chunk.iter().zip(results) {
-            let mut f = r?;
-            f.t = *t;
-            if out.width == 0 {
-                (out.width, out.height) = img.dimensions();
-            }
-            out.frames.push(f);
+        if out.width == 0 {
+            (out.width, out.height) = chunk[0].2.dimensions();
+        }
+        for r in results {
+            out.frames.push(r?);
         }
         progress(chunk.len());
-        if out.error.is_some() && frames.peek().is_none() {
-            break;
-        }
     }
     Ok(out)
 }

@@ -29,11 +29,6 @@ pub fn detections_key(job: Uuid, item: u64, index: u32) -> String {
     format!("jobs/{job}/store/{item:010}/detections/{index:06}.json")
 }
 
-/// Whether `task` is a video segment (a malformed segment annotation is a permanent error).
-pub fn is_segment(task: &ImageTask) -> Result<bool, StageError> {
-    task.annotation::<SegmentIn>().map(|s| s.is_some()).map_err(|e| StageError::permanent(e.to_string()))
-}
-
 /// The segment handler of the detect stage.
 pub struct Segments {
     detector: Models<PersonDetector>,

@@ -70,11 +70,6 @@ impl std::fmt::Debug for Segments {
     }
 }
 
-/// Whether `task` is a video segment (a malformed segment annotation is a permanent error).
-pub fn is_segment(task: &ImageTask) -> Result<bool, StageError> {
-    task.annotation::<SegmentIn>().map(|s| s.is_some()).map_err(|e| StageError::permanent(e.to_string()))
-}
-
 impl Segments {
     /// Looks at the heads of the segment's people, stores the result and forwards the task.
     pub async fn handle(

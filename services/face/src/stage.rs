@@ -176,7 +176,7 @@ impl ImageStage for FaceStage {
 
     async fn handle_image(&self, ctx: &Ctx, mut task: ImageTask) -> Result<Vec<Effect>, StageError> {
         let engine = self.engine.load().await.map_err(StageError::transient)?;
-        if crate::segment::is_segment(&task)? {
+        if sightline_messages::annotations::SegmentIn::is_on(&task).map_err(|e| StageError::permanent(e.to_string()))? {
             // A store job's video segment (docs/store.md): the heads of its people.
             return self.segments.handle(ctx, engine, task).await;
         }

@@ -376,11 +376,9 @@ impl Analytics {
         self.last_t = Some(t);
 
         let threshold = self.tracker.config().track_thresh;
-        let region = self.camera.region.as_ref();
         let raw = detections
             .iter()
-            .filter(|d| d.bbox.is_valid() && d.score >= threshold)
-            .filter(|d| region.is_none_or(|r| r.contains(d.bbox.foot())))
+            .filter(|d| d.bbox.is_valid() && d.score >= threshold && self.camera.counts(d.bbox.foot()))
             .count();
         let people_raw = u32::try_from(raw).unwrap_or(u32::MAX);
         let people = self.camera.correction_or_identity().apply(f64::from(people_raw));

@@ -303,6 +303,12 @@ impl Camera {
         Ok(toml::to_string(self)?)
     }
 
+    /// Whether a person whose foot point is `foot` is counted: inside the counting region, or
+    /// anywhere without one.
+    pub fn counts(&self, foot: Point) -> bool {
+        self.region.as_ref().is_none_or(|r| r.contains(foot))
+    }
+
     /// The correction to apply to raw counts: the configured one, or the identity.
     pub fn correction_or_identity(&self) -> Correction {
         self.correction.clone().unwrap_or_default()

@@ -133,7 +133,7 @@ pub async fn run(args: CountArgs) -> anyhow::Result<i32> {
     bar.finish_and_clear();
 
     if let (Some(truth), Some(out)) = (truth, args.out.as_deref()) {
-        return calibrate(&detected, &truth, camera, out, args.json);
+        return calibrate(&detected, &truth, camera, counting.as_ref(), out, args.json);
     }
 
     let correction = camera.as_ref().map(Camera::correction_or_identity);
@@ -185,6 +185,7 @@ fn calibrate(
     detected: &[(PathBuf, Result<Vec<Person>, String>)],
     truth: &BTreeMap<String, f64>,
     camera: Option<Camera>,
+    counting: Option<&Camera>,
     out: &Path,
     json: bool,
 ) -> anyhow::Result<i32> {
@@ -197,7 +198,6 @@ fn calibrate(
             .clone()
             .unwrap_or_else(|| Camera::new(out.file_stem().and_then(|s| s.to_str()).unwrap_or("camera").to_owned()))
     };
-    let counting = camera.as_ref().unwrap_or(&target).clone();
     let mut pairs = Vec::new();
     let mut unmatched = 0;
     for (path, r) in detected {
@@ -207,7 +207,7 @@ fn calibrate(
             continue;
         };
         let people = r.as_ref().map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        pairs.push((in_region(Some(&counting), people) as f64, t));
+        pairs.push((in_region(counting, people) as f64, t));
     }
     if pairs.is_empty() {
         bail!("no FILE matches a row of the truth file (rows are matched by file name)");

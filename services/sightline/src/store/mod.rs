@@ -13,7 +13,6 @@ use clap::Args;
 use image::RgbImage;
 use sightline_inference::{ModelStore, Runtime};
 use sightline_tracking::camera::Camera;
-use sightline_tracking::geometry::{BBox, Point};
 use sightline_vision::people::{Person, PersonConfig, PersonDetector};
 
 /// Person detector settings (shared by `count` and `store`).
@@ -59,24 +58,12 @@ pub fn read_camera(path: &Path) -> anyhow::Result<Camera> {
     camera.with_context(|| format!("camera file {}", path.display()))
 }
 
-/// A detection as the tracking crate's box (pixels, f64).
-pub fn to_bbox(p: &Person) -> BBox {
-    BBox { x: f64::from(p.bbox.x), y: f64::from(p.bbox.y), w: f64::from(p.bbox.w), h: f64::from(p.bbox.h) }
-}
-
-/// The people a camera counts among `people`: those whose foot point (bottom centre) is inside
-/// its counting region, or all of them without one.
+/// The people a camera counts among `people` (`Camera::counts`: foot point in its counting
+/// region), or all of them without a camera.
 pub fn in_region(camera: Option<&Camera>, people: &[Person]) -> usize {
-    match camera.and_then(|c| c.region.as_ref()) {
+    match camera {
         None => people.len(),
-        Some(region) => people
-            .iter()
-            .filter(|p| {
-                let b = to_bbox(p);
-                let foot: Point = b.foot();
-                region.contains(foot)
-            })
-            .count(),
+        Some(c) => people.iter().filter(|p| c.counts(sightline_detect::people::detection(p).bbox.foot())).count(),
     }
 }
 

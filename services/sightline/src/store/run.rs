@@ -189,7 +189,7 @@ pub fn analyse(camera: &Camera, args: &StoreArgs) -> anyhow::Result<(Report, Vec
             out
         };
         if background.is_none() {
-            background = first_frame(input, args.source_fps)?;
+            background = first_frame(input)?;
         }
         for seg in &segments {
             state.count += 1;
@@ -209,10 +209,9 @@ pub fn analyse(camera: &Camera, args: &StoreArgs) -> anyhow::Result<(Report, Vec
 }
 
 /// The first frame of an input, to draw the heat map on.
-fn first_frame(input: &Path, source_fps: f64) -> anyhow::Result<Option<RgbImage>> {
+fn first_frame(input: &Path) -> anyhow::Result<Option<RgbImage>> {
     if input.is_dir() {
         let files = sightline_video::frame_files(input)?;
-        let _ = source_fps;
         return Ok(files.first().and_then(|f| sightline_video::read_frame(f).ok()));
     }
     let mut frames = Frames::open(input, 1.0, Window { start_s: 0.0, duration_s: Some(1.0) })?;

@@ -29,6 +29,12 @@ pub struct SegmentIn {
 impl SegmentIn {
     /// The current layout.
     pub const VERSION: u32 = 1;
+
+    /// Whether `task` is a video segment (a store job's task); a malformed segment annotation
+    /// is an error.
+    pub fn is_on(task: &crate::ImageTask) -> Result<bool, super::AnnotationError> {
+        task.annotation::<SegmentIn>().map(|s| s.is_some())
+    }
 }
 
 impl Annotation for SegmentIn {
